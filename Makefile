@@ -1,0 +1,48 @@
+# cni-render: `make demo` shows the plugin working, `make test` runs every test.
+# Both set themselves up on a fresh Debian machine (run as root).
+
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+DEBIAN_PACKAGES := iproute2 util-linux nftables curl busybox-static python3-venv \
+	containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc
+
+.PHONY: all deps venv install demo test test-unit test-golden test-netns bench lint clean update-golden
+
+all: test
+
+# System packages the tests and the demo use (skipped when all are present).
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(BIN)/python
+
+# The package is installed (not editable) so tests run what a node gets.
+install: venv
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-test.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+	@touch $(STAMP)
+
+demo: deps install
+	$(BIN)/python -m cni_render.demo
+
+test: deps install
+	$(BIN)/pytest -p no:cacheprovider tests
+
+update-golden: install
+	$(BIN)/pytest -p no:cacheprovider tests/test_golden.py --update-golden
+
+bench: deps install
+	$(BIN)/python benchmarks/add_del.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,52 @@
+"""CNI commands, dispatched through a table of module paths so that each
+invocation imports only what its command needs (VERSION imports nothing)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..config import NetworkConfig
+from ..log import Log
+from ..request import Request
+
+if TYPE_CHECKING:
+    from ..ipam import DelegatedIpam, LocalIpam
+    from ..render import Renderer
+
+COMMAND_MODULES = {
+    "ADD": "cni_render.commands.add",
+    "DEL": "cni_render.commands.delete",
+    "CHECK": "cni_render.commands.check",
+    "STATUS": "cni_render.commands.status",
+    "GC": "cni_render.commands.gc",
+}
+
+
+@dataclass
+class Invocation:
+    """One CNI call: the request, its config, and where to log."""
+
+    request: Request
+    config: NetworkConfig
+    log: Log
+    _renderer: Any = field(default=None, repr=False)
+
+    def renderer(self) -> "Renderer":
+        if self._renderer is None:
+            from ..render import Renderer
+
+            self._renderer = Renderer(cache_dir=os.path.join(self.config.cache_dir, "jinja"))
+        return self._renderer
+
+    def ipam(self) -> "LocalIpam | DelegatedIpam":
+        from ..ipam import select_ipam
+
+        return select_ipam(self.request, self.config)
+
+
+def run(invocation: Invocation) -> dict[str, Any] | None:
+    module = importlib.import_module(COMMAND_MODULES[invocation.request.command])
+    return module.run(invocation)

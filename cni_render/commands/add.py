@@ -1,0 +1,67 @@
+"""ADD: allocate → plan → render → apply; any failure rolls everything back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import system
+from ..errors import ApplyFailed, InterfaceConflict, InvalidEnvironment
+from ..plan import Plan, build_plan, build_teardown, host_link
+from ..render import Rendered
+from . import Invocation
+from .teardown import teardown
+
+
+def run(inv: Invocation) -> dict[str, Any]:
+    request, config = inv.request, inv.config
+    problem = system.netns_problem(request.netns)
+    if problem:
+        raise InvalidEnvironment(problem)
+    host = host_link(config.name, request.container_id, request.ifname)
+    if system.link_exists(host.ifname):
+        raise InterfaceConflict(
+            f"node interface {host.ifname} for container {request.container_id} interface "
+            f"{request.ifname} already exists: the attachment was added before without a DEL"
+        )
+    renderer = inv.renderer()
+    ipam = inv.ipam()
+    ipam_result = ipam.add()
+    try:
+        plan = build_plan(request, config, ipam_result, config.mtu or system.default_route_mtu())
+        rendered = renderer.render_add(plan)
+        inv.log.debug(f"node batch:\n{rendered.host_batch}pod batch:\n{rendered.pod_batch}")
+        apply(rendered, plan)
+    except BaseException as exc:
+        inv.log.error(f"ADD {request.container_id}/{request.ifname} failed, rolling back: {exc}")
+        released = [ip["address"] for ip in ipam_result.get("ips", [])]
+        for problem in teardown(inv, build_teardown(request, config, released)):
+            inv.log.error(f"rollback: {problem}")
+        try:
+            ipam.delete()
+        except Exception as release_error:  # keep the original error
+            inv.log.error(f"rollback: releasing {', '.join(released)}: {release_error}")
+        raise
+    assert rendered.result is not None
+    inv.log.info(
+        f"ADD {request.container_id}/{request.ifname}: "
+        + ", ".join(a.cidr for a in plan.addresses)
+        + f" on {plan.host.ifname}"
+    )
+    return rendered.result
+
+
+def apply(rendered: Rendered, plan: Plan) -> None:
+    """Node batch, pod batch, node sysctls, nftables: in this order."""
+    try:
+        system.run_ip_batch(rendered.host_batch, where="node")
+    except ApplyFailed as exc:
+        # The node end's name was checked free above, so an existing link
+        # here is the pod's interface.
+        if "File exists" in exc.reason and exc.line.startswith("link add"):
+            raise InterfaceConflict(
+                f"interface {plan.pod.ifname} already exists in {plan.netns}"
+            ) from exc
+        raise
+    system.run_ip_batch(rendered.pod_batch, netns=plan.netns, where="pod")
+    system.write_sysctls(rendered.host_sysctls, where="node")
+    system.run_nft_batch(rendered.host_nft, where="node")

@@ -1,0 +1,116 @@
+"""Parsing the network config from stdin into a validated :class:`NetworkConfig`.
+
+Order: decode JSON (code 6) → check cniVersion (code 1) → JSON Schema
+(code 7, or 2 for an unknown key; cached by content hash) → the per-call keys
+the runtime sets (runtimeConfig, args, prevResult), checked in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import schema
+from .errors import DecodeFailure, InvalidConfig
+from .versions import IMPLICIT_VERSION, require_supported
+
+DEFAULT_STATE_DIR = "/run/cni-render"
+IN_PROCESS_IPAM = "cni-render-ipam"
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    document: dict[str, Any]
+    raw: bytes
+    cni_version: str
+    name: str
+    ipam: dict[str, Any]
+    mtu: int | None = None
+    ip_masq: bool = False
+    dns: dict[str, Any] = field(default_factory=dict)
+    state_dir: str = DEFAULT_STATE_DIR
+    log_file: str | None = None
+    log_level: str = "info"
+    # runtimeConfig with every key lower-cased (containerd capitalises them).
+    runtime_config: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)
+    # prevResult as the runtime sent it; CHECK parses it strictly, DEL leniently.
+    prev_result: dict[str, Any] | None = None
+
+    @property
+    def ipam_type(self) -> str:
+        return str(self.ipam.get("type", ""))
+
+    @property
+    def cache_dir(self) -> str:
+        return os.path.join(self.state_dir, "cache")
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeFailure(f"network config on stdin is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise DecodeFailure("network config on stdin is not a JSON object")
+    return document
+
+
+def config_version(document: dict[str, Any]) -> str:
+    version = document.get("cniVersion", IMPLICIT_VERSION)
+    if not isinstance(version, str):
+        raise DecodeFailure(f"cniVersion {version!r} is not a string")
+    return require_supported(version)
+
+
+def lower_keys(value: Any) -> Any:
+    """Lower-case every mapping key, recursively."""
+    if isinstance(value, dict):
+        return {str(k).lower(): lower_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [lower_keys(v) for v in value]
+    return value
+
+
+def _state_dir(document: dict[str, Any]) -> str:
+    state_dir = document.get("stateDir")
+    return state_dir if isinstance(state_dir, str) and state_dir.startswith("/") else DEFAULT_STATE_DIR
+
+
+def _object(document: dict[str, Any], key: str) -> dict[str, Any]:
+    value = document.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidConfig(f"$.{key}: {type(value).__name__} is not an object")
+    return value
+
+
+def load(raw: bytes) -> NetworkConfig:
+    document = decode(raw)
+    version = config_version(document)
+    state_dir = _state_dir(document)
+    schema.validate(
+        schema.static_part(document),
+        schema.PLUGIN_SCHEMA,
+        cache_dir=os.path.join(state_dir, "cache", "validated"),
+    )
+    prev = document.get("prevResult")
+    return NetworkConfig(
+        document=document,
+        raw=raw,
+        cni_version=version,
+        name=document["name"],
+        ipam=document["ipam"],
+        mtu=document.get("mtu"),
+        ip_masq=bool(document.get("ipMasq", False)),
+        dns=document.get("dns") or {},
+        state_dir=state_dir,
+        log_file=document.get("logFile"),
+        log_level=document.get("logLevel", "info"),
+        runtime_config=lower_keys(_object(document, "runtimeConfig")),
+        args=_object(document, "args"),
+        prev_result=prev if isinstance(prev, dict) else None,
+    )

@@ -1,0 +1,75 @@
+"""Delegating IPAM to another plugin (host-local, static, dhcp...) found in CNI_PATH.
+
+As the spec says: the delegate gets the same environment (only CNI_COMMAND
+changes) and the complete config cni-render received; its errors are passed on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from .. import system
+from ..errors import CniError, DelegateFailed, InvalidConfig
+from ..versions import parse_result
+
+
+@dataclass
+class DelegatedIpam:
+    plugin_type: str
+    environ: Mapping[str, str]
+    raw_config: bytes
+    cni_path: tuple[str, ...]
+
+    def _run(self, command: str, stdin: bytes | None = None) -> bytes:
+        path = system.find_plugin(self.plugin_type, self.cni_path)
+        if path is None:
+            raise InvalidConfig(
+                f"IPAM plugin {self.plugin_type!r} was not found in CNI_PATH "
+                f"({':'.join(self.cni_path) or 'empty'})"
+            )
+        env = dict(self.environ)
+        env["CNI_COMMAND"] = command
+        code, stdout, stderr = system.exec_plugin(path, env, self.raw_config if stdin is None else stdin)
+        if code != 0:
+            raise _delegate_error(self.plugin_type, command, stdout, stderr)
+        return stdout
+
+    def add(self) -> dict[str, Any]:
+        stdout = self._run("ADD")
+        try:
+            document = json.loads(stdout)
+        except ValueError as exc:
+            raise DelegateFailed(f"IPAM plugin {self.plugin_type} ADD printed no JSON result") from exc
+        return parse_result(document, f"IPAM plugin {self.plugin_type} result")
+
+    def delete(self) -> list[str]:
+        self._run("DEL")
+        return []
+
+    def check(self, expected: Iterable[str]) -> None:
+        self._run("CHECK")
+
+    def gc(self, valid: set[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        self._run("GC")
+        return []
+
+    def status(self) -> None:
+        self._run("STATUS")
+
+
+def _delegate_error(plugin: str, command: str, stdout: bytes, stderr: bytes) -> CniError:
+    try:
+        document = json.loads(stdout)
+        code = int(document["code"])
+    except (ValueError, KeyError, TypeError):
+        text = (stdout or stderr).decode(errors="replace").strip()
+        return DelegateFailed(f"IPAM plugin {plugin} {command} failed: {text or 'no output'}")
+    message = str(document.get("msg", ""))
+    details = str(document.get("details", ""))
+    return CniError(
+        f"IPAM plugin {plugin} {command}: {details or message}",
+        code=code,
+        msg=message or f"IPAM plugin {plugin} failed",
+    )

@@ -1,0 +1,105 @@
+"""cni-render-ipam's operations, used in-process by the plugin and by the
+``cni-render-ipam`` executable alike."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Union
+
+from ..errors import InvalidConfig, InvalidEnvironment, NotAvailable, StateMismatch
+from .allocator import allocate
+from .model import IpamConfig
+from .store import Store
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+def requested_addresses(
+    cni_args: Mapping[str, str], args: Mapping[str, Any], runtime_config: Mapping[str, Any]
+) -> list[IPAddress]:
+    """Addresses asked for by CNI_ARGS ``IP=``, ``args.cni.ips`` and ``runtimeConfig.ips``."""
+    found: list[IPAddress] = []
+    for raw in filter(None, cni_args.get("IP", "").split(",")):
+        found.append(_parse_requested(raw, "CNI_ARGS IP", InvalidEnvironment))
+    cni = args.get("cni") if isinstance(args, Mapping) else None
+    for raw in (cni or {}).get("ips", []) if isinstance(cni, Mapping) else []:
+        found.append(_parse_requested(raw, "args.cni.ips", InvalidConfig))
+    for raw in runtime_config.get("ips") or []:
+        found.append(_parse_requested(raw, "runtimeConfig.ips", InvalidConfig))
+    unique: list[IPAddress] = []
+    for ip in found:
+        if ip not in unique:
+            unique.append(ip)
+    return unique
+
+
+def _parse_requested(raw: Any, source: str, error: type) -> IPAddress:
+    if not isinstance(raw, str):
+        raise error(f"{source}: {raw!r} is not an address string")
+    try:
+        return ipaddress.ip_interface(raw.strip()).ip
+    except ValueError as exc:
+        raise error(f"{source}: {raw!r} is not an IP address: {exc}") from exc
+
+
+@dataclass
+class LocalIpam:
+    config: IpamConfig
+    network: str
+    container_id: str = ""
+    ifname: str = ""
+    requested: tuple[IPAddress, ...] = ()
+
+    @property
+    def store(self) -> Store:
+        return Store(self.config.data_dir, self.network)
+
+    def add(self) -> dict[str, Any]:
+        with self.store.locked() as store:
+            allocations = allocate(
+                store, self.config, self.container_id, self.ifname, self.requested
+            )
+        result: dict[str, Any] = {"ips": [a.to_result() for a in allocations]}
+        result["routes"] = [route.to_result() for route in self.config.routes]
+        return result
+
+    def delete(self) -> list[str]:
+        """Release every address of (container, ifname); returns them."""
+        with self.store.locked() as store:
+            released = store.find(self.container_id, self.ifname)
+            for ip in released:
+                store.release(ip)
+        return released
+
+    def check(self, expected: Iterable[str]) -> None:
+        held = set(self.store.find(self.container_id, self.ifname))
+        if not held:
+            raise StateMismatch(
+                f"no address is allocated to container {self.container_id} "
+                f"interface {self.ifname} in network {self.network}"
+            )
+        missing = sorted(set(expected) - held)
+        if missing:
+            raise StateMismatch(
+                f"{', '.join(missing)} from the previous result is not allocated to container "
+                f"{self.container_id} interface {self.ifname}"
+            )
+
+    def gc(self, valid: set[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        """Release allocations whose (container, ifname) is not in ``valid``."""
+        stale = []
+        with self.store.locked() as store:
+            for ip, container_id, ifname in store.allocations():
+                attached = (container_id, ifname) in valid or (
+                    ifname == "" and any(cid == container_id for cid, _ in valid)
+                )
+                if not attached:
+                    store.release(ip)
+                    stale.append((ip, container_id, ifname))
+        return stale
+
+    def status(self) -> None:
+        problem = self.store.writable()
+        if problem:
+            raise NotAvailable(f"IPAM data directory is not writable: {problem}")

@@ -1,0 +1,148 @@
+"""On-disk allocation store, in host-local's format.
+
+``<dataDir>/<network>/<ip>`` holds ``<containerID>\\r\\n<ifname>``;
+``last_reserved_ip.<rangeset>`` holds the round-robin cursor; ``lock`` is
+flock'ed around every read-modify-write. A reservation is an ``O_EXCL``
+create, so it is atomic even without the lock. This module is the only one
+that touches IPAM files.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import os
+import time
+from contextlib import contextmanager
+from typing import Iterator, Union
+
+from ..errors import IoFailure, TryAgainLater
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+LINE_BREAK = "\r\n"
+LOCK_TIMEOUT_SECONDS = 30.0
+_CURSOR_PREFIX = "last_reserved_ip."
+
+
+class Store:
+    def __init__(self, data_dir: str, network: str):
+        self.directory = os.path.join(data_dir, network)
+
+    @contextmanager
+    def locked(self, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator["Store"]:
+        try:
+            os.makedirs(self.directory, mode=0o755, exist_ok=True)
+            fd = os.open(os.path.join(self.directory, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise IoFailure(f"cannot open IPAM lock in {self.directory}: {exc.strerror}") from exc
+        try:
+            _flock(fd, timeout, self.directory)
+            yield self
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _path(self, ip: IPAddress) -> str:
+        return os.path.join(self.directory, str(ip))
+
+    def reserved(self) -> set[str]:
+        """Names of the reserved addresses (file names)."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return set()
+        return {n for n in names if n != "lock" and not n.startswith((_CURSOR_PREFIX, "."))}
+
+    def reserve(self, ip: IPAddress, container_id: str, ifname: str, range_set: int) -> bool:
+        """Reserve ``ip``; False when it is already taken."""
+        try:
+            fd = os.open(self._path(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise IoFailure(f"cannot reserve {ip} in {self.directory}: {exc.strerror}") from exc
+        try:
+            os.write(fd, f"{container_id}{LINE_BREAK}{ifname}".encode())
+        finally:
+            os.close(fd)
+        self._write_cursor(range_set, ip)
+        return True
+
+    def owner(self, name: str) -> tuple[str, str] | None:
+        """(container ID, ifname) of a reservation; ifname is "" in host-local's old format."""
+        try:
+            with open(os.path.join(self.directory, name), encoding="utf-8", newline="") as handle:
+                content = handle.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError):
+            return None
+        container_id, _, ifname = content.strip().partition(LINE_BREAK)
+        return container_id.strip(), ifname.strip()
+
+    def allocations(self) -> list[tuple[str, str, str]]:
+        """Every reservation as (address, container ID, ifname)."""
+        found = []
+        for name in sorted(self.reserved()):
+            owner = self.owner(name)
+            if owner is not None:
+                found.append((name, *owner))
+        return found
+
+    def find(self, container_id: str, ifname: str) -> list[str]:
+        return [
+            ip
+            for ip, cid, owner_ifname in self.allocations()
+            if cid == container_id and owner_ifname in (ifname, "")
+        ]
+
+    def release(self, name: str) -> None:
+        try:
+            os.unlink(os.path.join(self.directory, name))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise IoFailure(f"cannot release {name} in {self.directory}: {exc.strerror}") from exc
+
+    def last_reserved(self, range_set: int) -> str | None:
+        try:
+            with open(os.path.join(self.directory, f"{_CURSOR_PREFIX}{range_set}")) as handle:
+                return handle.read().strip() or None
+        except OSError:
+            return None
+
+    def _write_cursor(self, range_set: int, ip: IPAddress) -> None:
+        path = os.path.join(self.directory, f"{_CURSOR_PREFIX}{range_set}")
+        try:
+            with open(path, "w") as handle:
+                handle.write(str(ip))
+        except OSError:
+            pass  # only the round-robin start is lost
+
+    def writable(self) -> str | None:
+        """None when allocations can be written here, else why not."""
+        probe = os.path.join(self.directory, f".probe-{os.getpid()}")
+        try:
+            os.makedirs(self.directory, mode=0o755, exist_ok=True)
+            with open(probe, "w"):
+                pass
+            os.unlink(probe)
+        except OSError as exc:
+            return f"{self.directory}: {exc.strerror}"
+        return None
+
+
+def _flock(fd: int, timeout: float, where: str) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise IoFailure(f"cannot lock {where}: {exc.strerror}") from exc
+        if time.monotonic() >= deadline:
+            raise TryAgainLater(f"IPAM store {where} stayed locked for {timeout:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
