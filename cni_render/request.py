@@ -110,10 +110,13 @@ def parse_request(environ: Mapping[str, str]) -> Request:
         validate_container_id(container_id)
         validate_ifname(ifname)
     cni_path = tuple(p for p in environ.get("CNI_PATH", "").split(":") if p)
+    netns = environ.get("CNI_NETNS", "")
+    if command == "DEL" and not NETNS_PATH_RE.fullmatch(netns):
+        netns = ""  # DEL never needs the namespace; it must not fail over it
     return Request(
         command=command,
         container_id=container_id,
-        netns=validate_netns(environ.get("CNI_NETNS", "")),
+        netns=validate_netns(netns),
         ifname=ifname,
         cni_path=cni_path,
         args=parse_cni_args(environ.get("CNI_ARGS", "")),

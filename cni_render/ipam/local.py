@@ -50,10 +50,11 @@ class LocalIpam:
     container_id: str = ""
     ifname: str = ""
     requested: tuple[IPAddress, ...] = ()
+    store: Store = None  # type: ignore[assignment]
 
-    @property
-    def store(self) -> Store:
-        return Store(self.config.data_dir, self.network)
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = Store(self.config.data_dir, self.network)
 
     def add(self) -> dict[str, Any]:
         with self.store.locked() as store:

@@ -146,3 +146,39 @@ def _flock(fd: int, timeout: float, where: str) -> None:
             raise TryAgainLater(f"IPAM store {where} stayed locked for {timeout:.0f}s")
         time.sleep(delay)
         delay = min(delay * 2, 0.01)
+
+
+class MemoryStore(Store):
+    """A store that keeps reservations in memory: previews allocate without
+    touching the disk, through the same allocator."""
+
+    def __init__(self, reservations: dict[str, tuple[str, str]] | None = None):
+        self.directory = "(memory)"
+        self.reservations = dict(reservations or {})
+        self.cursors: dict[int, str] = {}
+
+    @contextmanager
+    def locked(self, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator["Store"]:
+        yield self
+
+    def reserved(self) -> set[str]:
+        return set(self.reservations)
+
+    def reserve(self, ip: IPAddress, container_id: str, ifname: str, range_set: int) -> bool:
+        if str(ip) in self.reservations:
+            return False
+        self.reservations[str(ip)] = (container_id, ifname)
+        self.cursors[range_set] = str(ip)
+        return True
+
+    def owner(self, name: str) -> tuple[str, str] | None:
+        return self.reservations.get(name)
+
+    def release(self, name: str) -> None:
+        self.reservations.pop(name, None)
+
+    def last_reserved(self, range_set: int) -> str | None:
+        return self.cursors.get(range_set)
+
+    def writable(self) -> str | None:
+        return None
