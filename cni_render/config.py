@@ -17,6 +17,7 @@ from .errors import DecodeFailure, InvalidConfig
 from .versions import IMPLICIT_VERSION, require_supported
 
 DEFAULT_STATE_DIR = "/run/cni-render"
+NODE_TEMPLATE_DIR = "/etc/cni/cni-render/templates"
 IN_PROCESS_IPAM = "cni-render-ipam"
 
 
@@ -31,6 +32,7 @@ class NetworkConfig:
     ip_masq: bool = False
     dns: dict[str, Any] = field(default_factory=dict)
     state_dir: str = DEFAULT_STATE_DIR
+    template_dir: str | None = None
     log_file: str | None = None
     log_level: str = "info"
     # runtimeConfig with every key lower-cased (containerd capitalises them).
@@ -108,6 +110,8 @@ def load(raw: bytes) -> NetworkConfig:
         ip_masq=bool(document.get("ipMasq", False)),
         dns=document.get("dns") or {},
         state_dir=state_dir,
+        template_dir=document.get("templateDir")
+        or (NODE_TEMPLATE_DIR if os.path.isdir(NODE_TEMPLATE_DIR) else None),
         log_file=document.get("logFile"),
         log_level=document.get("logLevel", "info"),
         runtime_config=lower_keys(_object(document, "runtimeConfig")),

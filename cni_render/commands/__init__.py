@@ -38,7 +38,10 @@ class Invocation:
         if self._renderer is None:
             from ..render import Renderer
 
-            self._renderer = Renderer(cache_dir=os.path.join(self.config.cache_dir, "jinja"))
+            self._renderer = Renderer(
+                override_dir=self.config.template_dir,
+                cache_dir=os.path.join(self.config.cache_dir, "jinja"),
+            )
         return self._renderer
 
     def ipam(self) -> "LocalIpam | DelegatedIpam":
