@@ -20,7 +20,8 @@ from .errors import ApplyFailed, InvalidEnvironment
 _SEARCH_PATH = os.pathsep.join(
     [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"]
 )
-_FAILED_LINE = re.compile(r"^Command failed (?:-|\S+):(\d+)\s*$")
+_FAILED_LINE = re.compile(r"^Command failed (?:-|\S+):(\d+)\s*$")  # iproute2
+_NFT_ERROR = re.compile(r"^/dev/stdin:(\d+):[\d-]+: Error: (.*)$")  # nft -f -
 
 # iproute2 messages that mean "already gone": DEL and rollbacks accept them.
 GONE_MESSAGES = (
@@ -57,6 +58,13 @@ def _failures(batch: str, stderr: str) -> list[BatchFailure]:
     lines = batch.splitlines()
     failures, pending = [], []
     for text in stderr.splitlines():
+        nft = _NFT_ERROR.match(text)
+        if nft:
+            number = int(nft.group(1))
+            line = lines[number - 1].strip() if 0 < number <= len(lines) else "?"
+            failures.append(BatchFailure(number, line, nft.group(2)))
+            pending = []
+            break  # nft then echoes the line and a caret marker
         match = _FAILED_LINE.match(text)
         if match:
             number = int(match.group(1))

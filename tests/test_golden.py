@@ -67,6 +67,9 @@ def test_batches(case, tmp_path, update_golden):
     sysctls = "".join(f"{key} = {value}\n" for key, value in rendered.add.host_sysctls)
     compare(directory / "add-host.sysctl", sysctls, update_golden)
     compare(directory / "del-host.ip", rendered.teardown.host_batch, update_golden)
+    if config.ip_masq:
+        compare(directory / "add-host.nft", rendered.add.host_nft, update_golden)
+        compare(directory / "del-host.nft", rendered.teardown.host_nft, update_golden)
 
 
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)

@@ -481,3 +481,36 @@ def test_logs_go_to_stderr_and_the_log_file_never_stdout(node):
     call = node.cni("ADD", config, pod).ok()
     json.loads(call.stdout)  # exactly one JSON document
     assert "node batch" in call.stderr and "link add name" in log_file.read_text()
+
+
+# --- masquerade ----------------------------------------------------------------------
+
+
+def test_ip_masq_lets_pods_reach_a_network_that_has_no_route_back(node):
+    """An 'outside' namespace knows only the node's uplink address; a pod reaches
+    it only when its source is masqueraded. Both families."""
+    outside = node.add_pod()
+    node.exec(["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "wan0", "netns", outside.name])
+    node.exec(["ip", "addr", "add", "192.0.2.1/24", "dev", "uplink0"])
+    node.exec(["ip", "addr", "add", "2001:db8::1/64", "dev", "uplink0", "nodad"])
+    node.exec(["ip", "link", "set", "uplink0", "up"])
+    outside.exec(["ip", "addr", "add", "192.0.2.2/24", "dev", "wan0"])
+    outside.exec(["ip", "addr", "add", "2001:db8::2/64", "dev", "wan0", "nodad"])
+    outside.exec(["ip", "link", "set", "wan0", "up"])
+    outside.serve_http("outside\n")
+    masq, plain = node.add_pod(), node.add_pod()
+    node.cni("ADD", dual_stack(node, ipMasq=True), masq).ok()
+    assert node.http_get("192.0.2.2", source=masq) == "outside\n"
+    assert node.http_get("2001:db8::2", source=masq) == "outside\n"
+    node.cni("ADD", dual_stack(node), plain).ok()
+    unreachable = plain.exec(["curl", "-sS", "-m", "2", "http://192.0.2.2/"], check=False)
+    assert unreachable.returncode != 0  # no masquerade, no way back
+    # pod to pod is never masqueraded
+    masq.serve_http("masq\n")
+    assert node.http_get("10.244.1.2", source=plain) == "masq\n"
+    node.cni("DEL", dual_stack(node, ipMasq=True), masq).ok()
+    node.cni("DEL", dual_stack(node, ipMasq=True), masq).ok()
+    sources = node.exec(["nft", "list", "set", "ip", "cni-render", "masq-sources"]).stdout
+    assert "10.244.1.2" not in sources
+    rules = node.exec(["nft", "list", "chain", "ip", "cni-render", "postrouting"]).stdout
+    assert rules.count("masquerade") == 1

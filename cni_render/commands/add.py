@@ -29,7 +29,8 @@ def run(inv: Invocation) -> dict[str, Any]:
     try:
         plan = build_plan(request, config, ipam_result, config.mtu or system.default_route_mtu())
         rendered = renderer.render_add(plan)
-        inv.log.debug(f"node batch:\n{rendered.host_batch}pod batch:\n{rendered.pod_batch}")
+        inv.log.debug("node batch:\n" + rendered.host_batch.rstrip())
+        inv.log.debug("pod batch:\n" + rendered.pod_batch.rstrip())
         apply(rendered, plan)
     except BaseException as exc:
         inv.log.error(f"ADD {request.container_id}/{request.ifname} failed, rolling back: {exc}")

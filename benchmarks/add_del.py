@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""cni-render against the reference ptp + host-local, side by side in one run.
+
+Each plugin runs as a runtime runs it: a new process per call, inside a
+throwaway node namespace (ip netns exec), with a fresh pod namespace per pod
+whose creation is not timed. Prints medians and the ratio to the reference:
+
+* ADD + DEL of one pod, CHECK and STATUS (sequential, --rounds times),
+* a burst of --burst concurrent ADDs followed by as many concurrent DELs,
+* the peak RSS of one plugin process.
+
+Usage: benchmarks/add_del.py [--rounds 30] [--burst 110] [--only cni-render]
+Run as root (make bench). Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN_DIR = Path(sys.executable).parent
+REFERENCE = "/usr/lib/cni"
+
+
+@dataclass
+class Subject:
+    """One plugin under test, with its config."""
+
+    label: str
+    plugin: str
+    config: dict
+    env: dict = field(default_factory=dict)
+
+
+def subjects(tmp: Path, names: list[str]) -> list[Subject]:
+    ranges = [[{"subnet": "10.250.0.0/16"}]]
+    routes = [{"dst": "0.0.0.0/0"}]
+    found = {
+        "ptp+host-local": Subject(
+            "ptp+host-local",
+            f"{REFERENCE}/ptp",
+            {"cniVersion": "1.0.0", "name": "bench", "type": "ptp", "mtu": 1500,
+             "ipam": {"type": "host-local", "ranges": ranges, "routes": routes, "dataDir": str(tmp / "host-local")}},
+        ),
+        "cni-render": Subject(
+            "cni-render",
+            str(BIN_DIR / "cni-render"),
+            {"cniVersion": "1.0.0", "name": "bench", "type": "cni-render", "mtu": 1500, "stateDir": str(tmp / "state"),
+             "ipam": {"type": "cni-render-ipam", "ranges": ranges, "routes": routes, "dataDir": str(tmp / "cni-render")}},
+        ),
+    }
+    return [found[name] for name in names]
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+class Node:
+    def __init__(self) -> None:
+        self.name = f"bench-{uuid.uuid4().hex[:8]}"
+        self.pods: list[str] = []
+        sh("ip", "netns", "add", self.name)
+        sh("ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up")
+
+    def new_pod(self) -> str:
+        name = f"{self.name}-{len(self.pods)}"
+        sh("ip", "netns", "add", name)
+        self.pods.append(name)
+        return name
+
+    def drop_pod(self, name: str) -> None:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self.pods.remove(name)
+
+    def close(self) -> None:
+        for pod in list(self.pods):
+            self.drop_pod(pod)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+def call(node: Node, subject: Subject, command: str, pod: str | None, container_id: str,
+         config: dict | None = None) -> tuple[float, str]:
+    """(wall seconds, stdout) of one plugin process."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container_id,
+        "CNI_NETNS": f"/var/run/netns/{pod}" if pod else "",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": f"{BIN_DIR}:{REFERENCE}",
+        **subject.env,
+    }
+    stdin = json.dumps(config or subject.config).encode()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", node.name, subject.plugin],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    out, err = proc.communicate(stdin)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{subject.label} {command} failed: {out.decode()} {err.decode()}")
+    return elapsed, out.decode()
+
+
+def peak_rss(node: Node, subject: Subject) -> int:
+    """Peak RSS (KiB) of one ADD, measured with wait4 on the plugin process."""
+    pod = node.new_pod()
+    env = {"PATH": os.environ.get("PATH", ""), "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "rss",
+           "CNI_NETNS": f"/var/run/netns/{pod}", "CNI_IFNAME": "eth0", "CNI_PATH": f"{BIN_DIR}:{REFERENCE}", **subject.env}
+    proc = subprocess.Popen(["ip", "netns", "exec", node.name, subject.plugin], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdin.write(json.dumps(subject.config).encode())
+    proc.stdin.close()
+    proc.stdout.read()
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    call(node, subject, "DEL", pod, "rss")
+    node.drop_pod(pod)
+    return usage.ru_maxrss
+
+
+def sequential(node: Node, subject: Subject, rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"ADD": [], "DEL": [], "ADD+DEL": [], "CHECK": [], "STATUS": []}
+    status_config = dict(subject.config, cniVersion="1.1.0")
+    for index in range(rounds):
+        pod = node.new_pod()
+        container_id = f"seq{index}"
+        add, result = call(node, subject, "ADD", pod, container_id)
+        check, _ = call(node, subject, "CHECK", pod, container_id, dict(subject.config, prevResult=json.loads(result)))
+        delete, _ = call(node, subject, "DEL", pod, container_id)
+        node.drop_pod(pod)
+        times["ADD"].append(add)
+        times["DEL"].append(delete)
+        times["ADD+DEL"].append(add + delete)
+        times["CHECK"].append(check)
+        if subject.label != "ptp+host-local":  # Debian's host-local knows no 1.1.0, so no STATUS
+            times["STATUS"].append(call(node, subject, "STATUS", None, "", status_config)[0])
+    return times
+
+
+def burst(node: Node, subject: Subject, size: int) -> tuple[float, float]:
+    pods = [node.new_pod() for _ in range(size)]
+    with ThreadPoolExecutor(max_workers=size) as pool:
+        start = time.perf_counter()
+        results = list(pool.map(lambda i: call(node, subject, "ADD", pods[i], f"burst{i}")[1], range(size)))
+        adds = time.perf_counter() - start
+        addresses = {ip["address"] for r in results for ip in json.loads(r)["ips"]}
+        assert len(addresses) == size, "duplicate addresses in the burst"
+        start = time.perf_counter()
+        list(pool.map(lambda i: call(node, subject, "DEL", pods[i], f"burst{i}"), range(size)))
+        dels = time.perf_counter() - start
+    for pod in pods:
+        node.drop_pod(pod)
+    return adds, dels
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--burst", type=int, default=110)
+    parser.add_argument("--only", action="append", choices=["cni-render", "ptp+host-local"])
+    options = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root: the benchmark creates network namespaces", file=sys.stderr)
+        return 1
+    tmp = Path(tempfile.mkdtemp(prefix="cni-render-bench-"))
+    node = Node()
+    table: dict[str, dict[str, float]] = {}
+    try:
+        for subject in subjects(tmp, options.only or ["ptp+host-local", "cni-render"]):
+            call(node, subject, "ADD", node.new_pod(), "warmup")  # first-run caches
+            call(node, subject, "DEL", node.pods[-1], "warmup")
+            node.drop_pod(node.pods[-1])
+            times = sequential(node, subject, options.rounds)
+            row = {name: statistics.median(values) for name, values in times.items() if values}
+            if options.burst:
+                row["burst ADD"], row["burst DEL"] = burst(node, subject, options.burst)
+            row["peak RSS (MiB)"] = peak_rss(node, subject) / 1024
+            table[subject.label] = row
+    finally:
+        node.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print_table(table, options)
+    return 0
+
+
+def print_table(table: dict[str, dict[str, float]], options: argparse.Namespace) -> None:
+    labels = list(table)
+    reference = table.get("ptp+host-local")
+    print(f"\nmedians of {options.rounds} rounds; burst = {options.burst} concurrent ADDs, then DELs (total wall time)")
+    print(f"{'':16}" + "".join(f"{label:>18}" for label in labels) + ("   ratio" if reference and len(labels) > 1 else ""))
+    metrics = ["ADD", "DEL", "ADD+DEL", "CHECK", "STATUS", "burst ADD", "burst DEL", "peak RSS (MiB)"]
+    for metric in metrics:
+        if not any(metric in row for row in table.values()):
+            continue
+        cells = []
+        for label in labels:
+            value = table[label].get(metric)
+            if value is None:
+                cells.append(f"{'n/a':>18}")
+            elif metric.startswith("peak"):
+                cells.append(f"{value:15.1f} MiB")
+            else:
+                cells.append(f"{ms(value):>18}")
+        ratio = ""
+        ours = table.get("cni-render", {}).get(metric)
+        theirs = reference.get(metric) if reference else None
+        if ours and theirs:
+            ratio = f"   {ours / theirs:5.2f}x"
+        print(f"{metric:16}" + "".join(cells) + ratio)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
