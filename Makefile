@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DEBIAN_PACKAGES := iproute2 util-linux nftables curl busybox-static python3-venv \
 	containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc
 
-.PHONY: all deps venv install demo test test-unit test-golden test-netns bench lint clean update-golden
+.PHONY: all deps venv install demo test bench clean update-golden cni uninstall-cni
 
 all: test
 
@@ -43,6 +43,29 @@ update-golden: install
 
 bench: deps install
 	$(BIN)/python benchmarks/add_del.py
+
+# Install on this machine as a node, by hand (what a DaemonSet does per node):
+# a private virtualenv, the two executables linked into the runtime's plugin
+# directory, then the conflist, written to a temporary name and renamed so the
+# runtime never reads half a file.
+PREFIX       ?= /opt/cni-render
+CNI_BIN_DIR  ?= /opt/cni/bin
+CNI_CONF_DIR ?= /etc/cni/net.d
+CONFLIST     ?= deploy/10-cni-render.conflist
+
+cni: deps
+	$(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install -q --disable-pip-version-check .
+	install -d $(CNI_BIN_DIR) $(CNI_CONF_DIR)
+	for exe in cni-render cni-render-ipam; do \
+		ln -sfn $(PREFIX)/bin/$$exe $(CNI_BIN_DIR)/.$$exe.new && mv -Tf $(CNI_BIN_DIR)/.$$exe.new $(CNI_BIN_DIR)/$$exe; \
+	done
+	install -m 0644 $(CONFLIST) $(CNI_CONF_DIR)/.10-cni-render.conflist.tmp
+	mv -f $(CNI_CONF_DIR)/.10-cni-render.conflist.tmp $(CNI_CONF_DIR)/10-cni-render.conflist
+
+uninstall-cni:
+	rm -f $(CNI_CONF_DIR)/10-cni-render.conflist $(CNI_BIN_DIR)/cni-render $(CNI_BIN_DIR)/cni-render-ipam
+	rm -rf $(PREFIX)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
