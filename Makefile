@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-DEBIAN_PACKAGES := iproute2 util-linux nftables curl busybox-static python3-venv \
+DEBIAN_PACKAGES := iproute2 util-linux nftables curl busybox-static python3-venv time gcc libc6-dev \
 	containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc
 
 .PHONY: all deps venv install demo test bench clean update-golden cni uninstall-cni

@@ -9,7 +9,11 @@ whose creation is not timed. Prints medians and the ratio to the reference:
 * a burst of --burst concurrent ADDs followed by as many concurrent DELs,
 * the peak RSS of one plugin process.
 
-Usage: benchmarks/add_del.py [--rounds 30] [--burst 110] [--only cni-render]
+cni-render runs as a node gets it: the launcher `cni-render install` writes,
+with the node daemon (`cni-render daemon`, started inside the node) and, as
+"cni-render in-process", with the daemon switched off.
+
+Usage: benchmarks/add_del.py [--rounds 30] [--burst 110] [--only LABEL]
 Run as root (make bench). Nothing is left behind.
 """
 
@@ -43,9 +47,15 @@ class Subject:
     env: dict = field(default_factory=dict)
 
 
-def subjects(tmp: Path, names: list[str]) -> list[Subject]:
+LABELS = ("ptp+host-local", "cni-render", "cni-render in-process")
+
+
+def subjects(tmp: Path, names: list[str], socket: str) -> list[Subject]:
     ranges = [[{"subnet": "10.250.0.0/16"}]]
     routes = [{"dst": "0.0.0.0/0"}]
+    launcher = str(tmp / "bin" / "cni-render")
+    config = {"cniVersion": "1.0.0", "name": "bench", "type": "cni-render", "mtu": 1500, "stateDir": str(tmp / "state"),
+              "ipam": {"type": "cni-render-ipam", "ranges": ranges, "routes": routes, "dataDir": str(tmp / "cni-render")}}
     found = {
         "ptp+host-local": Subject(
             "ptp+host-local",
@@ -53,12 +63,8 @@ def subjects(tmp: Path, names: list[str]) -> list[Subject]:
             {"cniVersion": "1.0.0", "name": "bench", "type": "ptp", "mtu": 1500,
              "ipam": {"type": "host-local", "ranges": ranges, "routes": routes, "dataDir": str(tmp / "host-local")}},
         ),
-        "cni-render": Subject(
-            "cni-render",
-            str(BIN_DIR / "cni-render"),
-            {"cniVersion": "1.0.0", "name": "bench", "type": "cni-render", "mtu": 1500, "stateDir": str(tmp / "state"),
-             "ipam": {"type": "cni-render-ipam", "ranges": ranges, "routes": routes, "dataDir": str(tmp / "cni-render")}},
-        ),
+        "cni-render": Subject("cni-render", launcher, config, {"CNI_RENDER_DAEMON_SOCKET": socket}),
+        "cni-render in-process": Subject("cni-render in-process", launcher, config, {"CNI_RENDER_DAEMON_SOCKET": ""}),
     }
     return [found[name] for name in names]
 
@@ -68,11 +74,20 @@ def sh(*argv: str) -> None:
 
 
 class Node:
-    def __init__(self) -> None:
+    def __init__(self, tmp: Path) -> None:
         self.name = f"bench-{uuid.uuid4().hex[:8]}"
         self.pods: list[str] = []
         sh("ip", "netns", "add", self.name)
         sh("ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up")
+        self.socket = str(tmp / "daemon.sock")
+        sh(str(BIN_DIR / "cni-render"), "install", "--bin-dir", str(tmp / "bin"))
+        self.daemon = subprocess.Popen(
+            ["ip", "netns", "exec", self.name, str(BIN_DIR / "cni-render"), "daemon", "--socket", self.socket],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.socket) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def new_pod(self) -> str:
         name = f"{self.name}-{len(self.pods)}"
@@ -85,6 +100,8 @@ class Node:
         self.pods.remove(name)
 
     def close(self) -> None:
+        self.daemon.terminate()
+        self.daemon.wait()
         for pod in list(self.pods):
             self.drop_pod(pod)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
@@ -115,21 +132,34 @@ def call(node: Node, subject: Subject, command: str, pod: str | None, container_
     return elapsed, out.decode()
 
 
-def peak_rss(node: Node, subject: Subject) -> int:
-    """Peak RSS (KiB) of one ADD, measured with wait4 on the plugin process."""
+def peak_rss(node: Node, subject: Subject) -> float:
+    """Peak RSS (MiB) of the plugin process for one ADD (GNU time inside the node)."""
     pod = node.new_pod()
     env = {"PATH": os.environ.get("PATH", ""), "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "rss",
            "CNI_NETNS": f"/var/run/netns/{pod}", "CNI_IFNAME": "eth0", "CNI_PATH": f"{BIN_DIR}:{REFERENCE}", **subject.env}
-    proc = subprocess.Popen(["ip", "netns", "exec", node.name, subject.plugin], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    proc.stdin.write(json.dumps(subject.config).encode())
-    proc.stdin.close()
-    proc.stdout.read()
-    _, _, usage = os.wait4(proc.pid, 0)
-    proc.returncode = 0
+    proc = subprocess.run(
+        ["ip", "netns", "exec", node.name, "/usr/bin/time", "-f", "%M", subject.plugin],
+        input=json.dumps(subject.config).encode(), capture_output=True, env=env, check=True,
+    )
+    kib = int(proc.stderr.decode().strip().splitlines()[-1])
     call(node, subject, "DEL", pod, "rss")
     node.drop_pod(pod)
-    return usage.ru_maxrss
+    return kib / 1024
+
+
+def daemon_rss(node: Node) -> float:
+    """Peak RSS (MiB) of the largest daemon process (master or worker)."""
+    pids = [node.daemon.pid]
+    children = subprocess.run(["pgrep", "-P", str(node.daemon.pid)], capture_output=True, text=True).stdout.split()
+    pids += [int(pid) for pid in children]
+    peaks = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                peaks += [int(line.split()[1]) for line in status if line.startswith("VmHWM:")]
+        except OSError:
+            pass
+    return max(peaks, default=0) / 1024
 
 
 def sequential(node: Node, subject: Subject, rounds: int) -> dict[str, list[float]]:
@@ -175,25 +205,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--burst", type=int, default=110)
-    parser.add_argument("--only", action="append", choices=["cni-render", "ptp+host-local"])
+    parser.add_argument("--only", action="append", choices=LABELS)
     options = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: the benchmark creates network namespaces", file=sys.stderr)
         return 1
     tmp = Path(tempfile.mkdtemp(prefix="cni-render-bench-"))
-    node = Node()
+    node = Node(tmp)
     table: dict[str, dict[str, float]] = {}
     try:
-        for subject in subjects(tmp, options.only or ["ptp+host-local", "cni-render"]):
+        for subject in subjects(tmp, options.only or list(LABELS), node.socket):
             call(node, subject, "ADD", node.new_pod(), "warmup")  # first-run caches
             call(node, subject, "DEL", node.pods[-1], "warmup")
             node.drop_pod(node.pods[-1])
             times = sequential(node, subject, options.rounds)
             row = {name: statistics.median(values) for name, values in times.items() if values}
-            if options.burst:
+            if options.burst and subject.label != "cni-render in-process":
                 row["burst ADD"], row["burst DEL"] = burst(node, subject, options.burst)
-            row["peak RSS (MiB)"] = peak_rss(node, subject) / 1024
+            row["peak RSS (MiB)"] = peak_rss(node, subject)
             table[subject.label] = row
+        if "cni-render" in table:
+            table["cni-render"]["daemon RSS (MiB)"] = daemon_rss(node)
     finally:
         node.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -205,8 +237,8 @@ def print_table(table: dict[str, dict[str, float]], options: argparse.Namespace)
     labels = list(table)
     reference = table.get("ptp+host-local")
     print(f"\nmedians of {options.rounds} rounds; burst = {options.burst} concurrent ADDs, then DELs (total wall time)")
-    print(f"{'':16}" + "".join(f"{label:>18}" for label in labels) + ("   ratio" if reference and len(labels) > 1 else ""))
-    metrics = ["ADD", "DEL", "ADD+DEL", "CHECK", "STATUS", "burst ADD", "burst DEL", "peak RSS (MiB)"]
+    print(f"{'':16}" + "".join(f"{label:>22}" for label in labels) + ("  ratios to " + labels[0] if reference and len(labels) > 1 else ""))
+    metrics = ["ADD", "DEL", "ADD+DEL", "CHECK", "STATUS", "burst ADD", "burst DEL", "peak RSS (MiB)", "daemon RSS (MiB)"]
     for metric in metrics:
         if not any(metric in row for row in table.values()):
             continue
@@ -214,17 +246,17 @@ def print_table(table: dict[str, dict[str, float]], options: argparse.Namespace)
         for label in labels:
             value = table[label].get(metric)
             if value is None:
-                cells.append(f"{'n/a':>18}")
-            elif metric.startswith("peak"):
-                cells.append(f"{value:15.1f} MiB")
+                cells.append(f"{'n/a':>22}")
+            elif "RSS" in metric:
+                cells.append(f"{value:18.1f} MiB")
             else:
-                cells.append(f"{ms(value):>18}")
-        ratio = ""
-        ours = table.get("cni-render", {}).get(metric)
+                cells.append(f"{ms(value):>22}")
+        ratios = []
         theirs = reference.get(metric) if reference else None
-        if ours and theirs:
-            ratio = f"   {ours / theirs:5.2f}x"
-        print(f"{metric:16}" + "".join(cells) + ratio)
+        for label in labels[1:] if reference else []:
+            ours = table[label].get(metric)
+            ratios.append(f"{ours / theirs:6.2f}x" if ours and theirs else f"{'':7}")
+        print(f"{metric:16}" + "".join(cells) + "  " + " ".join(ratios))
 
 
 if __name__ == "__main__":

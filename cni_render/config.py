@@ -14,7 +14,8 @@ from typing import Any
 
 from . import schema
 from .errors import DecodeFailure, InvalidConfig
-from .versions import IMPLICIT_VERSION, require_supported
+from .spec import IMPLICIT_VERSION
+from .versions import require_supported
 
 DEFAULT_STATE_DIR = "/run/cni-render"
 NODE_TEMPLATE_DIR = "/etc/cni/cni-render/templates"
@@ -90,15 +91,35 @@ def _object(document: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def load(raw: bytes) -> NetworkConfig:
+def _structural_check(document: dict[str, Any]) -> None:
+    """What STATUS needs to read the config, without the JSON Schema."""
+    from .request import NAME_RE
+
+    name = document.get("name")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise InvalidConfig(f"$.name: {name!r} is not a valid network name")
+    ipam = document.get("ipam")
+    if not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str):
+        raise InvalidConfig("$.ipam: an object with a type is required")
+    for key in ("stateDir", "templateDir"):
+        if key in document and not (isinstance(document[key], str) and document[key].startswith("/")):
+            raise InvalidConfig(f"$.{key}: must be an absolute path")
+
+
+def load(raw: bytes, validate: bool = True) -> NetworkConfig:
+    """The config from stdin; ``validate=False`` (STATUS) skips the JSON Schema
+    and only checks what is read, so STATUS never loads jsonschema."""
     document = decode(raw)
     version = config_version(document)
     state_dir = _state_dir(document)
-    schema.validate(
-        schema.static_part(document),
-        schema.PLUGIN_SCHEMA,
-        cache_dir=os.path.join(state_dir, "cache", "validated"),
-    )
+    if validate:
+        schema.validate(
+            schema.static_part(document),
+            schema.PLUGIN_SCHEMA,
+            cache_dir=os.path.join(state_dir, "cache", "validated"),
+        )
+    else:
+        _structural_check(document)
     prev = document.get("prevResult")
     return NetworkConfig(
         document=document,
@@ -106,14 +127,14 @@ def load(raw: bytes) -> NetworkConfig:
         cni_version=version,
         name=document["name"],
         ipam=document["ipam"],
-        mtu=document.get("mtu"),
-        ip_masq=bool(document.get("ipMasq", False)),
+        mtu=document.get("mtu") if isinstance(document.get("mtu"), int) else None,
+        ip_masq=document.get("ipMasq") is True,
         dns=document.get("dns") or {},
         state_dir=state_dir,
         template_dir=document.get("templateDir")
         or (NODE_TEMPLATE_DIR if os.path.isdir(NODE_TEMPLATE_DIR) else None),
-        log_file=document.get("logFile"),
-        log_level=document.get("logLevel", "info"),
+        log_file=document.get("logFile") if isinstance(document.get("logFile"), str) else None,
+        log_level=str(document.get("logLevel", "info")),
         runtime_config=lower_keys(_object(document, "runtimeConfig")),
         args=_object(document, "args"),
         prev_result=prev if isinstance(prev, dict) else None,

@@ -11,11 +11,12 @@ import traceback
 from typing import Mapping, TextIO
 
 from . import config as config_module
-from .entry import Outcome
-from .errors import CniError, IncompatibleVersion
+from .outcome import Outcome
+from .errors import CniError, IncompatibleVersion, InvalidConfig, NotAvailable
 from .log import Log
 from .request import parse_request
-from .versions import CURRENT_VERSION, convert_result, has_check, has_gc, has_status
+from .spec import CURRENT_VERSION
+from .versions import convert_result, has_check, has_gc, has_status
 
 _VERSION_GATES = {
     "CHECK": (has_check, "0.4.0"),
@@ -24,12 +25,21 @@ _VERSION_GATES = {
 }
 
 
+def _load_config(command: str, raw: bytes) -> config_module.NetworkConfig:
+    if command != "STATUS":
+        return config_module.load(raw)
+    try:
+        return config_module.load(raw, validate=False)
+    except InvalidConfig as exc:  # STATUS speaks in codes 50/51
+        raise NotAvailable(f"the network config cannot be used: {exc.details}") from exc
+
+
 def handle(environ: Mapping[str, str], raw: bytes, stderr: TextIO | None) -> Outcome:
     log = Log(stderr)
     version = CURRENT_VERSION
     try:
         request = parse_request(environ)
-        config = config_module.load(raw)
+        config = _load_config(request.command, raw)
         version = config.cni_version
         log.configure(config.log_level, config.log_file)
         gate = _VERSION_GATES.get(request.command)

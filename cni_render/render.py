@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import traceback
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
@@ -199,6 +200,23 @@ class Renderer:
         except jinja2.TemplateNotFound:
             return slot + TEMPLATE_SUFFIX
         return filename or slot + TEMPLATE_SUFFIX
+
+
+_SHARED: dict[tuple[str, str | None, str | None], Renderer] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_renderer(
+    template_set: str = DEFAULT_SET, override_dir: str | None = None, cache_dir: str | None = None
+) -> Renderer:
+    """One renderer per template set and directories, kept for the process's
+    life: a daemon compiles each template once (Jinja re-reads a template
+    whose file changed)."""
+    key = (template_set, override_dir, cache_dir)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = Renderer(template_set, override_dir, cache_dir)
+        return _SHARED[key]
 
 
 def _describe(exc: BaseException) -> str:

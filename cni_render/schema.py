@@ -31,10 +31,21 @@ def static_part(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_SCHEMAS_DIGEST: list[bytes] = []
+
+
+def _schemas_digest() -> bytes:
+    """The schemas' own hash, read once per process."""
+    if not _SCHEMAS_DIGEST:
+        digest = hashlib.sha256()
+        for name in _SCHEMA_FILES:
+            digest.update(read_schema(name))
+        _SCHEMAS_DIGEST.append(digest.digest())
+    return _SCHEMAS_DIGEST[0]
+
+
 def _cache_key(schema_name: str, document: Any) -> str:
-    digest = hashlib.sha256()
-    for name in _SCHEMA_FILES:
-        digest.update(read_schema(name))
+    digest = hashlib.sha256(_schemas_digest())
     digest.update(schema_name.encode())
     digest.update(json.dumps(document, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()

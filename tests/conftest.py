@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from typing import Iterator
 
 import pytest
 
-from netns import Node, leftover_namespaces, root_links
+from netns import MODES, PLUGIN, Node, leftover_namespaces, root_links
 
 IN_CI = os.environ.get("CNI_RENDER_CI") == "1"
 
@@ -59,8 +60,27 @@ def machine_untouched() -> Iterator[None]:
     assert not leftover_namespaces(), f"namespaces left behind: {leftover_namespaces()}"
 
 
+@pytest.fixture(scope="session")
+def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The fast launchers `cni-render install` writes for a node's CNI bin dir."""
+    directory = tmp_path_factory.mktemp("cni-bin")
+    subprocess.run([PLUGIN, "install", "--bin-dir", str(directory)], check=True, capture_output=True)
+    return str(directory)
+
+
+@pytest.fixture(params=MODES)
+def node(request: pytest.FixtureRequest, netns_ok: None, launcher_dir: str) -> Iterator[Node]:
+    """A throwaway node; every test using it runs with and without the daemon."""
+    node = Node(mode=request.param, plugin_dir=launcher_dir)
+    try:
+        yield node
+    finally:
+        node.close()
+
+
 @pytest.fixture
-def node(netns_ok: None) -> Iterator[Node]:
+def plain_node(netns_ok: None) -> Iterator[Node]:
+    """A throwaway node for tests that do not run the plugin."""
     node = Node()
     try:
         yield node

@@ -19,13 +19,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
-BIN_DIR = Path(sys.executable).parent
+BIN_DIR = Path(sys.executable).parent  # the virtualenv: console scripts
 PLUGIN = str(BIN_DIR / "cni-render")
 IPAM_PLUGIN = str(BIN_DIR / "cni-render-ipam")
 REFERENCE_PLUGINS = "/usr/lib/cni"
 NETNS_PREFIX = "crt-"
+MODES = ("in-process", "daemon")
 
 
 def run(argv: list[str], check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
@@ -83,16 +84,72 @@ class Pod:
 
 @dataclass
 class Node:
-    """A throwaway node namespace with a private state and IPAM directory."""
+    """A throwaway node namespace with a private state and IPAM directory.
 
+    In ``daemon`` mode a cni-render daemon runs inside the node and the plugin
+    reaches it through the node's own socket; in ``in-process`` mode the
+    plugin is told not to look for a daemon.
+    """
+
+    mode: str = "in-process"
+    plugin_dir: str = str(BIN_DIR)
     name: str = field(default_factory=lambda: NETNS_PREFIX + uuid.uuid4().hex[:10])
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cni-render-test-")))
     pods: list[Pod] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
+    daemon: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
         run(["ip", "netns", "add", self.name])
         self.exec(["ip", "link", "set", "lo", "up"])
+        if self.mode == "daemon":
+            self.start_daemon()
+
+    @property
+    def plugin(self) -> str:
+        return f"{self.plugin_dir}/cni-render"
+
+    @property
+    def socket(self) -> str:
+        return str(self.tmp / "daemon.sock") if self.mode == "daemon" else ""
+
+    def start_daemon(self) -> None:
+        log = open(self.tmp / "daemon.log", "ab")
+        self.daemon = subprocess.Popen(
+            ["ip", "netns", "exec", self.name, PLUGIN, "daemon", "--socket", str(self.tmp / "daemon.sock")],
+            stdout=log,
+            stderr=log,
+            env={k: v for k, v in os.environ.items() if k != "CNI_COMMAND"},
+        )
+        deadline = time.monotonic() + 30
+        while not self._daemon_answers():
+            assert self.daemon.poll() is None, (self.tmp / "daemon.log").read_text()
+            assert time.monotonic() < deadline, "the daemon did not start"
+            time.sleep(0.05)
+
+    def _daemon_answers(self) -> bool:
+        import socket
+
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(self.tmp / "daemon.sock"))
+            except OSError:
+                return False
+        return True
+
+    def stop_daemon(self) -> None:
+        if self.daemon is not None:
+            self.daemon.terminate()
+            try:
+                self.daemon.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+            self.daemon = None
+
+    def daemon_log(self) -> str:
+        path = self.tmp / "daemon.log"
+        return path.read_text() if path.exists() else ""
 
     @property
     def netns(self) -> str:
@@ -144,7 +201,7 @@ class Node:
         netns: str | None = None,
         ifname: str | None = None,
         cni_args: str | None = None,
-        plugin: str = PLUGIN,
+        plugin: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         timeout: float = 60,
     ) -> CniCall:
@@ -152,7 +209,8 @@ class Node:
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "CNI_COMMAND": command,
-            "CNI_PATH": f"{BIN_DIR}:{REFERENCE_PLUGINS}",
+            "CNI_PATH": f"{self.plugin_dir}:{REFERENCE_PLUGINS}",
+            "CNI_RENDER_DAEMON_SOCKET": self.socket,
         }
         if pod is not None:
             env.update(CNI_CONTAINERID=pod.container_id, CNI_NETNS=pod.netns, CNI_IFNAME=pod.ifname)
@@ -164,7 +222,7 @@ class Node:
         env.update(extra_env or {})
         stdin = config if isinstance(config, bytes) else json.dumps(config).encode()
         proc = subprocess.run(
-            ["ip", "netns", "exec", self.name, plugin],
+            ["ip", "netns", "exec", self.name, plugin or self.plugin],
             input=stdin,
             env=env,
             capture_output=True,
@@ -197,6 +255,7 @@ class Node:
         )
 
     def close(self) -> None:
+        self.stop_daemon()
         for proc in self.processes:
             proc.kill()
             proc.wait(timeout=10)
@@ -223,7 +282,3 @@ def with_prev_result(config: Mapping[str, Any], result: Mapping[str, Any]) -> di
 
 def pod_addresses(result: Mapping[str, Any]) -> list[str]:
     return [ip["address"].split("/")[0] for ip in result.get("ips", [])]
-
-
-def all_lines(iterable: Iterable[str]) -> str:
-    return "\n".join(iterable)

@@ -292,3 +292,19 @@ def test_executable_reports_config_errors_with_paths(tmp_path):
 def test_executable_version():
     proc = subprocess.run([IPAM_PLUGIN], input=b"", env={"CNI_COMMAND": "VERSION"}, capture_output=True)
     assert json.loads(proc.stdout)["supportedVersions"][-1] == "1.1.0"
+
+
+def test_attachment_index_survives_a_crash_between_its_two_writes(tmp_path):
+    config = ipam_config(tmp_path)
+    store = Store(str(tmp_path), "net")
+    local(config, "a").add()
+    # an index entry whose address file was never written is ignored
+    store._index_add("b", "eth0", "10.9.0.6")
+    assert store.find("b", "eth0") == []
+    assert addresses(local(config, "b").add()) == ["10.9.0.3/29"]
+    # an address file without an index entry (host-local wrote it) is still released
+    (tmp_path / "net" / "10.9.0.6").write_bytes(b"c\r\neth0")
+    assert local(config, "c").delete() == ["10.9.0.6"]
+    assert sorted(ip for ip, _, _ in store.allocations()) == ["10.9.0.2", "10.9.0.3"]
+    assert local(config, "a").delete() == ["10.9.0.2"]
+    assert not (tmp_path / "net" / ".attachments" / store._index_path("a", "eth0").rsplit("/", 1)[1]).exists()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import BIN_DIR, REFERENCE_PLUGINS, Node, run
+from netns import REFERENCE_PLUGINS, Node, run
 
 HERE = Path(__file__).parent
 GOPATH_SOURCE = "/usr/share/gocode"
@@ -84,11 +84,11 @@ def test_libcni_chain_with_portmap_bandwidth_and_tuning(node, libcni_client):
         argv = [
             libcni_client, "-conflist", str(full), "-check-conflist", str(without_portmap),
             "-netns", pod.netns, "-id", pod.container_id, "-ifname", "eth0",
-            "-bin-dirs", f"{BIN_DIR}:{REFERENCE_PLUGINS}", "-cache-dir", str(node.tmp / "cache"),
+            "-bin-dirs", f"{node.plugin_dir}:{REFERENCE_PLUGINS}", "-cache-dir", str(node.tmp / "cache"),
             "-cap-args", json.dumps(CAP_ARGS if pod is server else {"bandwidth": CAP_ARGS["bandwidth"]}),
             "-ops", ops,
         ]
-        return node.exec(argv, check=check)
+        return node.exec(argv, check=check, env=dict(os.environ, CNI_RENDER_DAEMON_SOCKET=node.socket))
 
     added = libcni(server, "validate,add")
     assert "capabilities:" in added.stderr and "portMappings" in added.stderr
@@ -136,6 +136,7 @@ class Podman:
             CONTAINERS_CONF=f"{base}/containers.conf",
             CONTAINERS_STORAGE_CONF=f"{base}/storage.conf",
             CONTAINERS_REGISTRIES_CONF=f"{base}/registries.conf",
+            CNI_RENDER_DAEMON_SOCKET=node.socket,
         )
 
     def __call__(self, *args: str, check: bool = True):
@@ -153,7 +154,7 @@ class Podman:
             [network]
             network_backend = "cni"
             network_config_dir = "{base}/cni"
-            cni_plugin_dirs = ["{BIN_DIR}", "{REFERENCE_PLUGINS}"]
+            cni_plugin_dirs = ["{self.node.plugin_dir}", "{REFERENCE_PLUGINS}"]
 
             [engine]
             runtime = "runc"

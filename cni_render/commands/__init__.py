@@ -36,9 +36,9 @@ class Invocation:
 
     def renderer(self) -> "Renderer":
         if self._renderer is None:
-            from ..render import Renderer
+            from ..render import shared_renderer
 
-            self._renderer = Renderer(
+            self._renderer = shared_renderer(
                 override_dir=self.config.template_dir,
                 cache_dir=os.path.join(self.config.cache_dir, "jinja"),
             )

@@ -35,12 +35,12 @@ def run(inv: Invocation) -> None:
     plan = build_plan(request, config, ipam_view, config.mtu or system.default_route_mtu())
     rendered = inv.renderer().render_add(plan)
 
-    pod_links, pod_routes = system.read_ip_state(request.netns)
+    pod_links, pod_routes = system.read_state(request.netns)
     _check_link(pod_links, request.ifname, pod_iface.get("mac"), "pod")
     _check_side(rendered.pod_batch, pod_links, pod_routes, "pod")
     _check_prev_routes(prev, pod_ips, pod_routes, request.ifname)
 
-    node_links, node_routes = system.read_ip_state()
+    node_links, node_routes = system.read_state()
     host_iface = next((i for i in prev["interfaces"] if i.get("name") == plan.host.ifname), None)
     _check_link(node_links, plan.host.ifname, (host_iface or {}).get("mac"), "node")
     _check_side(rendered.host_batch, node_links, node_routes, "node")

@@ -35,7 +35,7 @@ def allocate(
     ifname: str,
     requested: Sequence[IPAddress] = (),
 ) -> list[Allocation]:
-    existing = store.find(container_id, ifname)
+    existing = store.find(container_id, ifname, scan=False)
     if existing:
         raise AddressUnavailable(
             f"container {container_id} interface {ifname} already holds "

@@ -13,11 +13,12 @@ from typing import Mapping, TextIO
 
 from .. import schema
 from ..config import _state_dir, config_version, decode, lower_keys
-from ..entry import Outcome
+from ..outcome import Outcome
 from ..errors import CniError, IncompatibleVersion, InvalidConfig
 from ..log import Log
 from ..request import NAME_RE, parse_request
-from ..versions import CURRENT_VERSION, convert_result, has_check, has_gc, has_status
+from ..spec import CURRENT_VERSION
+from ..versions import convert_result, has_check, has_gc, has_status
 from .local import LocalIpam, requested_addresses
 from .model import parse_ipam_config
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import ipaddress
 import os
 import time
@@ -23,6 +24,7 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 LINE_BREAK = "\r\n"
 LOCK_TIMEOUT_SECONDS = 30.0
 _CURSOR_PREFIX = "last_reserved_ip."
+_INDEX_DIR = ".attachments"
 
 
 class Store:
@@ -55,9 +57,11 @@ class Store:
 
     def reserve(self, ip: IPAddress, container_id: str, ifname: str, range_set: int) -> bool:
         """Reserve ``ip``; False when it is already taken."""
+        self._index_add(container_id, ifname, str(ip))
         try:
             fd = os.open(self._path(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
+            self._index_remove(container_id, ifname, str(ip))
             return False
         except OSError as exc:
             raise IoFailure(f"cannot reserve {ip} in {self.directory}: {exc.strerror}") from exc
@@ -67,6 +71,45 @@ class Store:
             os.close(fd)
         self._write_cursor(range_set, ip)
         return True
+
+    def _index_path(self, container_id: str, ifname: str) -> str:
+        key = hashlib.sha256(f"{container_id}\0{ifname}".encode()).hexdigest()[:32]
+        return os.path.join(self.directory, _INDEX_DIR, key)
+
+    def _index_read(self, container_id: str, ifname: str) -> list[str] | None:
+        try:
+            with open(self._index_path(container_id, ifname)) as handle:
+                return [line for line in handle.read().split() if line]
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise IoFailure(f"cannot read the IPAM index in {self.directory}: {exc.strerror}") from exc
+
+    def _index_add(self, container_id: str, ifname: str, ip: str) -> None:
+        path = self._index_path(container_id, ifname)
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, f"{ip}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise IoFailure(f"cannot write the IPAM index in {self.directory}: {exc.strerror}") from exc
+
+    def _index_remove(self, container_id: str, ifname: str, ip: str) -> None:
+        remaining = [entry for entry in self._index_read(container_id, ifname) or [] if entry != ip]
+        path = self._index_path(container_id, ifname)
+        try:
+            if remaining:
+                with open(path, "w") as handle:
+                    handle.write("".join(f"{entry}\n" for entry in remaining))
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise IoFailure(f"cannot update the IPAM index in {self.directory}: {exc.strerror}") from exc
 
     def owner(self, name: str) -> tuple[str, str] | None:
         """(container ID, ifname) of a reservation; ifname is "" in host-local's old format."""
@@ -89,7 +132,14 @@ class Store:
                 found.append((name, *owner))
         return found
 
-    def find(self, container_id: str, ifname: str) -> list[str]:
+    def find(self, container_id: str, ifname: str, scan: bool = True) -> list[str]:
+        """The addresses of (container, ifname). Through the index; without one,
+        every address file is read unless ``scan`` is False."""
+        indexed = self._index_read(container_id, ifname)
+        if indexed is not None:
+            return [ip for ip in indexed if self.owner(ip) == (container_id, ifname)]
+        if not scan:
+            return []
         return [
             ip
             for ip, cid, owner_ifname in self.allocations()
@@ -97,12 +147,15 @@ class Store:
         ]
 
     def release(self, name: str) -> None:
+        owner = self.owner(name)
         try:
             os.unlink(os.path.join(self.directory, name))
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise IoFailure(f"cannot release {name} in {self.directory}: {exc.strerror}") from exc
+        if owner is not None:
+            self._index_remove(*owner, name)
 
     def last_reserved(self, range_set: int) -> str | None:
         try:
@@ -114,8 +167,11 @@ class Store:
     def _write_cursor(self, range_set: int, ip: IPAddress) -> None:
         path = os.path.join(self.directory, f"{_CURSOR_PREFIX}{range_set}")
         try:
-            with open(path, "w") as handle:
-                handle.write(str(ip))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, str(ip).encode())
+            finally:
+                os.close(fd)
         except OSError:
             pass  # only the round-robin start is lost
 
@@ -173,6 +229,9 @@ class MemoryStore(Store):
 
     def owner(self, name: str) -> tuple[str, str] | None:
         return self.reservations.get(name)
+
+    def find(self, container_id: str, ifname: str, scan: bool = True) -> list[str]:
+        return [ip for ip, owner in self.reservations.items() if owner == (container_id, ifname)]
 
     def release(self, name: str) -> None:
         self.reservations.pop(name, None)
