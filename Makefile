@@ -45,9 +45,10 @@ bench: deps install
 	$(BIN)/python benchmarks/add_del.py
 
 # Install on this machine as a node, by hand (what a DaemonSet does per node):
-# a private virtualenv, the two executables linked into the runtime's plugin
-# directory, then the conflist, written to a temporary name and renamed so the
-# runtime never reads half a file.
+# a private virtualenv, the executables written into the runtime's plugin
+# directory by `cni-render install` (the C shim when a compiler is present),
+# then the conflist, written to a temporary name and renamed so the runtime
+# never reads half a file. Start the daemon with deploy/cni-render.service.
 PREFIX       ?= /opt/cni-render
 CNI_BIN_DIR  ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
@@ -56,10 +57,8 @@ CONFLIST     ?= deploy/10-cni-render.conflist
 cni: deps
 	$(PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/pip install -q --disable-pip-version-check .
-	install -d $(CNI_BIN_DIR) $(CNI_CONF_DIR)
-	for exe in cni-render cni-render-ipam; do \
-		ln -sfn $(PREFIX)/bin/$$exe $(CNI_BIN_DIR)/.$$exe.new && mv -Tf $(CNI_BIN_DIR)/.$$exe.new $(CNI_BIN_DIR)/$$exe; \
-	done
+	$(PREFIX)/bin/cni-render install --bin-dir $(CNI_BIN_DIR)
+	install -d $(CNI_CONF_DIR)
 	install -m 0644 $(CONFLIST) $(CNI_CONF_DIR)/.10-cni-render.conflist.tmp
 	mv -f $(CNI_CONF_DIR)/.10-cni-render.conflist.tmp $(CNI_CONF_DIR)/10-cni-render.conflist
 

@@ -36,7 +36,7 @@ def namespaces_available() -> str | None:
     """None when namespace tests can run here, else why not."""
     if os.geteuid() != 0:
         return "namespace tests need root"
-    for tool in ("ip", "nsenter", "curl", "busybox"):
+    for tool in ("ip", "curl", "busybox"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     return None
