@@ -18,6 +18,7 @@ from .spec import IMPLICIT_VERSION
 from .versions import require_supported
 
 DEFAULT_STATE_DIR = "/run/cni-render"
+DEFAULT_BRIDGE = "cni-render0"
 NODE_TEMPLATE_DIR = "/etc/cni/cni-render/templates"
 IN_PROCESS_IPAM = "cni-render-ipam"
 
@@ -29,6 +30,8 @@ class NetworkConfig:
     cni_version: str
     name: str
     ipam: dict[str, Any]
+    mode: str = "routed"
+    bridge: str = DEFAULT_BRIDGE
     mtu: int | None = None
     ip_masq: bool = False
     dns: dict[str, Any] = field(default_factory=dict)
@@ -104,6 +107,8 @@ def _structural_check(document: dict[str, Any]) -> None:
     for key in ("stateDir", "templateDir"):
         if key in document and not (isinstance(document[key], str) and document[key].startswith("/")):
             raise InvalidConfig(f"$.{key}: must be an absolute path")
+    if document.get("mode", "routed") not in ("routed", "bridge"):
+        raise InvalidConfig(f"$.mode: {document.get('mode')!r} is not routed or bridge")
 
 
 def load(raw: bytes, validate: bool = True) -> NetworkConfig:
@@ -127,6 +132,8 @@ def load(raw: bytes, validate: bool = True) -> NetworkConfig:
         cni_version=version,
         name=document["name"],
         ipam=document["ipam"],
+        mode=str(document.get("mode", "routed")),
+        bridge=str(document.get("bridge", DEFAULT_BRIDGE)),
         mtu=document.get("mtu") if isinstance(document.get("mtu"), int) else None,
         ip_masq=document.get("ipMasq") is True,
         dns=document.get("dns") or {},

@@ -20,6 +20,12 @@ class ExpectedAddress:
 
 
 @dataclass(frozen=True)
+class ExpectedMaster:
+    dev: str
+    master: str
+
+
+@dataclass(frozen=True)
 class ExpectedRoute:
     dst: str
     dev: str | None = None
@@ -45,11 +51,22 @@ def _normalize_table(table: str) -> str:
     return _TABLE_NAMES.get(table, table)
 
 
-def expectations(batch: str) -> tuple[list[ExpectedAddress], list[ExpectedRoute]]:
-    """The addresses and routes a rendered ``ip -batch`` creates."""
-    addresses, routes = [], []
+@dataclass
+class Expectations:
+    addresses: list[ExpectedAddress]
+    routes: list[ExpectedRoute]
+    masters: list[ExpectedMaster]
+
+
+def expectations(batch: str) -> Expectations:
+    """The addresses, routes and bridge ports a rendered ``ip -batch`` creates."""
+    addresses, routes, masters = [], [], []
     for raw in batch.splitlines():
         words = raw.split("#", 1)[0].split()
+        if len(words) >= 4 and words[:2] == ["link", "set"] and "master" in words:
+            device = words[words.index("dev") + 1] if "dev" in words else words[2]
+            masters.append(ExpectedMaster(dev=device, master=words[words.index("master") + 1]))
+            continue
         if len(words) < 3 or words[1] not in ("add", "replace", "append"):
             continue
         if words[0] in ("addr", "address", "a") and "dev" in words:
@@ -58,7 +75,7 @@ def expectations(batch: str) -> tuple[list[ExpectedAddress], list[ExpectedRoute]
             route = _expected_route(words[2:])
             if route is not None:
                 routes.append(route)
-    return addresses, routes
+    return Expectations(addresses, routes, masters)
 
 
 def _expected_route(words: Sequence[str]) -> ExpectedRoute | None:
@@ -136,6 +153,11 @@ def address_present(expected: ExpectedAddress, links: Iterable[dict[str, Any]]) 
             if have == wanted:
                 return True
     return False
+
+
+def master_present(expected: ExpectedMaster, links: Iterable[dict[str, Any]]) -> bool:
+    link = find_link(links, expected.dev)
+    return link is not None and link.get("master") == expected.master
 
 
 def find_link(links: Iterable[dict[str, Any]], ifname: str) -> dict[str, Any] | None:

@@ -37,6 +37,11 @@ def pod_mac(network: str, container_id: str, ifname: str) -> str:
     return _mac(_digest(network, container_id, ifname)[16:22])
 
 
+def bridge_mac(network: str, bridge: str) -> str:
+    """The MAC the bridge set gives its bridge: stable, so results can name it."""
+    return _mac(hashlib.sha256(f"bridge\0{network}\0{bridge}".encode()).digest()[:6])
+
+
 def link_local(mac: str) -> str:
     """The EUI-64 IPv6 link-local address of ``mac``, with /64."""
     octets = [int(part, 16) for part in mac.split(":")]

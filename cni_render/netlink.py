@@ -6,8 +6,8 @@ here: they go through the rendered ``ip -batch`` files.
 
 The dicts returned mirror ``ip -j -d addr show`` and ``ip -j route show table
 all`` closely enough for :mod:`cni_render.expect`: links have ``ifname``,
-``address`` (MAC), ``mtu``, ``flags`` (``"UP"``), ``ifalias``, ``linkinfo``
-and ``addr_info``; routes have ``dst``, ``gateway``, ``dev``, ``table``,
+``address`` (MAC), ``mtu``, ``flags`` (``"UP"``), ``ifalias``, ``master``,
+``linkinfo`` and ``addr_info``; routes have ``dst``, ``gateway``, ``dev``, ``table``,
 ``type`` and ``family``.
 """
 
@@ -25,7 +25,7 @@ NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE = 18, 22, 26
 RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
 
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 18, 20
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 10, 18, 20
 IFLA_INFO_KIND = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
@@ -111,6 +111,8 @@ class Netlink:
                 link["address"] = ":".join(f"{b:02x}" for b in attrs[IFLA_ADDRESS])
             if IFLA_MTU in attrs:
                 (link["mtu"],) = struct.unpack("=I", attrs[IFLA_MTU])
+            if IFLA_MASTER in attrs:
+                (link["master_index"],) = struct.unpack("=I", attrs[IFLA_MASTER])
             if attrs.get(IFLA_IFALIAS):
                 link["ifalias"] = _string(attrs[IFLA_IFALIAS])
             if IFLA_LINKINFO in attrs:
@@ -169,6 +171,9 @@ class Netlink:
         """(links with their addresses, routes of every table)."""
         links = self.links()
         by_index = {link["ifindex"]: link for link in links}
+        for link in links:
+            if "master_index" in link:
+                link["master"] = by_index.get(link.pop("master_index"), {}).get("ifname", "?")
         for index, info in self.addresses():
             if index in by_index:
                 by_index[index]["addr_info"].append(info)

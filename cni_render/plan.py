@@ -59,6 +59,7 @@ class Plan:
     mtu: int
     host: Link
     pod: Link
+    bridge: Link  # the node bridge of the bridge set
     addresses: tuple[PodAddress, ...]
     routes: tuple[PodRoute, ...]
     dns: Mapping[str, Any]
@@ -85,6 +86,7 @@ class TeardownPlan:
     ifname: str
     netns: str
     host: Link
+    bridge: Link
     released: tuple[str, ...]  # addresses IPAM released (bare IPs), for cleanup templates
     ip_masq: bool
     args: Mapping[str, str] = field(default_factory=dict)
@@ -110,6 +112,10 @@ def host_link(network: str, container_id: str, ifname: str) -> Link:
         ifname=naming.host_ifname(network, container_id, ifname),
         mac=naming.host_mac(network, container_id, ifname),
     )
+
+
+def bridge_link(config: NetworkConfig) -> Link:
+    return Link(ifname=config.bridge, mac=naming.bridge_mac(config.name, config.bridge))
 
 
 def _pod_address(ip: Mapping[str, Any]) -> PodAddress:
@@ -176,6 +182,7 @@ def build_plan(
         mtu=mtu,
         host=host_link(config.name, request.container_id, request.ifname),
         pod=pod,
+        bridge=bridge_link(config),
         addresses=addresses,
         routes=tuple(_pod_route(r, addresses) for r in ipam_result.get("routes") or []),
         dns=config.dns or ipam_result.get("dns") or {},
@@ -199,6 +206,7 @@ def build_teardown(
         ifname=request.ifname,
         netns=request.netns,
         host=host_link(config.name, request.container_id, request.ifname),
+        bridge=bridge_link(config),
         released=tuple(str(ipaddress.ip_interface(ip).ip) for ip in released),
         ip_masq=config.ip_masq,
         args=dict(request.args),

@@ -20,9 +20,9 @@ import os
 import re
 import threading
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -36,11 +36,15 @@ from .template_set import (
     ADD_NFT,
     ADD_POD,
     ADD_SYSCTL,
+    COMMON,
     DEFAULT_SET,
     DEL_HOST,
     DEL_NFT,
     DEL_POD,
     RESULT,
+    SETS,
+    SETUP_HOST,
+    SLOTS,
     TEMPLATE_SUFFIX,
 )
 
@@ -73,20 +77,29 @@ def json_value(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Rendered:
+    setup_batch: str = ""
     host_batch: str = ""
     pod_batch: str = ""
     host_sysctls: tuple[tuple[str, str], ...] = ()
     host_nft: str = ""
     result: dict[str, Any] | None = None
+    # slot -> the template file it came from, for error messages
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def source(self, slot: str) -> str:
+        return self.sources.get(slot, slot + TEMPLATE_SUFFIX)
 
 
 class TemplateSetLoader(jinja2.BaseLoader):
-    """Looks in the operator's directory first, then in the built-in set."""
+    """Looks in the operator's directory, then in the set, then in ``common``."""
 
     def __init__(self, template_set: str, override_dir: str | None = None):
+        if template_set not in SETS:
+            raise TemplateError(f"unknown template set {template_set!r}; known sets: {', '.join(SETS)}")
         self.template_set = template_set
         self.override_dir = override_dir
-        self.builtin: Traversable = templates_root().joinpath(template_set)
+        root = templates_root()
+        self.builtin: tuple[Traversable, ...] = (root.joinpath(template_set), root.joinpath(COMMON))
 
     def get_source(
         self, environment: jinja2.Environment, template: str
@@ -95,15 +108,25 @@ class TemplateSetLoader(jinja2.BaseLoader):
             path = os.path.join(self.override_dir, template)
             if os.path.isfile(path):
                 return _file_source(path)
-        builtin = self.builtin.joinpath(template)
-        if builtin.is_file():
-            if isinstance(builtin, os.PathLike):
-                return _file_source(os.fspath(builtin))
-            return builtin.read_text(encoding="utf-8"), template, lambda: True
+        for directory in self.builtin:
+            builtin = directory.joinpath(template)
+            if builtin.is_file():
+                if isinstance(builtin, os.PathLike):
+                    return _file_source(os.fspath(builtin))
+                return builtin.read_text(encoding="utf-8"), template, lambda: True
         raise jinja2.TemplateNotFound(template)
 
+    def builtin_files(self) -> dict[str, Traversable]:
+        """Every built-in template of the set (common files included), by name."""
+        files: dict[str, Traversable] = {}
+        for directory in reversed(self.builtin):
+            for path in directory.iterdir():
+                if path.name.endswith(TEMPLATE_SUFFIX):
+                    files[path.name] = path
+        return files
+
     def list_templates(self) -> list[str]:
-        names = {p.name for p in self.builtin.iterdir() if p.name.endswith(TEMPLATE_SUFFIX)}
+        names = set(self.builtin_files())
         if self.override_dir and os.path.isdir(self.override_dir):
             names |= {n for n in os.listdir(self.override_dir) if n.endswith(TEMPLATE_SUFFIX)}
         return sorted(names)
@@ -151,6 +174,7 @@ class Renderer:
         self.loader = TemplateSetLoader(template_set, override_dir)
         self.batch_env = _environment(self.loader, batch_token, cache_dir)
         self.json_env = _environment(self.loader, json_value, cache_dir)
+        self._sources: dict[str, str] | None = None
 
     def exists(self, slot: str) -> bool:
         try:
@@ -175,15 +199,22 @@ class Renderer:
         except Exception as exc:  # undefined, unsafe value, filter failure, sandbox
             raise TemplateError(f"{_location(exc, name)}: {_describe(exc)}") from exc
 
-    def render_add(self, plan: Plan) -> Rendered:
+    def render_add(self, plan: Plan, with_result: bool = True) -> Rendered:
+        """Everything ADD runs (CHECK needs only the batches: ``with_result=False``)."""
         context = plan.context()
-        result_text = self.render_slot(RESULT, context, required=True)
+        result = None
+        if with_result:
+            result = parse_result_text(self.render_slot(RESULT, context, required=True), self.path(RESULT))
         return Rendered(
+            setup_batch=self.render_slot(SETUP_HOST, context),
             host_batch=self.render_slot(ADD_HOST, context, required=True),
             pod_batch=self.render_slot(ADD_POD, context, required=True),
-            host_sysctls=parse_sysctls(self.render_slot(ADD_SYSCTL, context), self._path(ADD_SYSCTL)),
-            host_nft=self.render_slot(ADD_NFT, context) if plan.ip_masq else "",
-            result=parse_result_text(result_text, self._path(RESULT)),
+            host_sysctls=parse_sysctls(self.render_slot(ADD_SYSCTL, context), self.path(ADD_SYSCTL))
+            if with_result
+            else (),
+            host_nft=self.render_slot(ADD_NFT, context) if plan.ip_masq and with_result else "",
+            result=result,
+            sources=self.sources(),
         )
 
     def render_teardown(self, plan: TeardownPlan) -> Rendered:
@@ -192,14 +223,21 @@ class Renderer:
             host_batch=self.render_slot(DEL_HOST, context, required=True),
             pod_batch=self.render_slot(DEL_POD, context) if plan.netns else "",
             host_nft=self.render_slot(DEL_NFT, context) if plan.ip_masq else "",
+            sources=self.sources(),
         )
 
-    def _path(self, slot: str) -> str:
+    def path(self, slot: str) -> str:
+        """The file a slot's template comes from (override, set or common)."""
         try:
             _, filename, _ = self.loader.get_source(self.batch_env, slot + TEMPLATE_SUFFIX)
         except jinja2.TemplateNotFound:
             return slot + TEMPLATE_SUFFIX
         return filename or slot + TEMPLATE_SUFFIX
+
+    def sources(self) -> dict[str, str]:
+        if self._sources is None:
+            self._sources = {slot: self.path(slot) for slot in SLOTS}
+        return self._sources
 
 
 _SHARED: dict[tuple[str, str | None, str | None], Renderer] = {}

@@ -27,7 +27,8 @@ _SEARCH_PATH = os.pathsep.join(
 _FAILED_LINE = re.compile(r"^Command failed (?:-|\S+):(\d+)\s*$")  # iproute2
 _NFT_ERROR = re.compile(r"^/dev/stdin:(\d+):[\d-]+: Error: (.*)$")  # nft -f -
 
-# iproute2 messages that mean "already gone": DEL and rollbacks accept them.
+# What a batch may meet without failing: GONE for teardown, EXISTS for setup.
+EXISTS_MESSAGES = ("File exists",)
 GONE_MESSAGES = (
     "Cannot find device",
     "No such device",
@@ -138,25 +139,26 @@ def in_netns(path: str | None) -> Iterator[None]:
 
 
 def run_ip_batch(
-    batch: str, *, netns: str | None = None, where: str, tolerate_gone: bool = False
+    batch: str, *, netns: str | None = None, where: str, tolerate: Sequence[str] = ()
 ) -> None:
     """Run ``batch`` with ``ip -batch -`` (inside ``netns`` when given).
 
-    Without ``tolerate_gone`` the batch stops at the first failing line; with
-    it every line runs (``-force``) and "already gone" failures are ignored.
+    With nothing to ``tolerate`` the batch stops at its first failing line;
+    otherwise every line runs (``-force``) and failures whose message is in
+    ``tolerate`` (GONE_MESSAGES, EXISTS_MESSAGES) count as success.
     """
     if not batch.strip():
         return
-    argv = [_binary("ip"), *(["-force"] if tolerate_gone else []), "-batch", "-"]
+    argv = [_binary("ip"), *(["-force"] if tolerate else []), "-batch", "-"]
     with in_netns(netns):
-        _run_batch(argv, batch, f"ip batch ({where})", tolerate_gone)
+        _run_batch(argv, batch, f"ip batch ({where})", tolerate)
 
 
-def run_nft_batch(batch: str, *, where: str, tolerate_gone: bool = False) -> None:
+def run_nft_batch(batch: str, *, where: str, tolerate: Sequence[str] = ()) -> None:
     """Run ``batch`` with ``nft -f -`` (atomic: all or nothing)."""
     if not batch.strip():
         return
-    _run_batch([_binary("nft"), "-f", "-"], batch, f"nft batch ({where})", tolerate_gone)
+    _run_batch([_binary("nft"), "-f", "-"], batch, f"nft batch ({where})", tolerate)
 
 
 def _spawn(argv: list[str], stdin: bytes) -> tuple[int, str]:
@@ -204,13 +206,13 @@ def _spawn(argv: list[str], stdin: bytes) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
 
 
-def _run_batch(argv: list[str], batch: str, what: str, tolerate_gone: bool) -> None:
+def _run_batch(argv: list[str], batch: str, what: str, tolerate: Sequence[str]) -> None:
     status, output = _spawn(argv, batch.encode())
     if status == 0:
         return
     failures = _failures(batch, output) or [BatchFailure(0, "", output.strip())]
-    if tolerate_gone:
-        failures = [f for f in failures if not any(m in f.message for m in GONE_MESSAGES)]
+    if tolerate:
+        failures = [f for f in failures if not any(m in f.message for m in tolerate)]
         if not failures:
             return
     first = failures[0]
@@ -260,7 +262,7 @@ def link_exists(ifname: str) -> bool:
 
 def delete_link(ifname: str) -> None:
     """Delete a node link, ignoring "already gone" (the safety net of rollbacks)."""
-    run_ip_batch(f"link del dev {ifname}\n", where="cleanup", tolerate_gone=True)
+    run_ip_batch(f"link del dev {ifname}\n", where="cleanup", tolerate=GONE_MESSAGES)
 
 
 def link_aliases() -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Template sets: which files a set holds, found without importing Jinja.
 
-A set is a directory of ``<slot>.j2`` files under ``templates/``. An
-operator's override directory may replace any of them.
+A set is a directory of ``<slot>.j2`` files under ``templates/``; files both
+sets share (and partials they include) live in ``templates/common/``. A
+template is looked up in the operator's override directory first, then in
+the set, then in ``common``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import os
 from .resources import templates_root
 
 DEFAULT_SET = "routed"
+SETS = ("routed", "bridge")
+COMMON = "common"
 TEMPLATE_SUFFIX = ".j2"
 
+SETUP_HOST = "setup-host.ip"  # ip -force -batch in the node namespace, under the setup lock, idempotent
 ADD_HOST = "add-host.ip"  # ip -batch in the node namespace
 ADD_POD = "add-pod.ip"  # ip -batch in the pod namespace
 ADD_SYSCTL = "add-host.sysctl"  # key = value, written in the node namespace
@@ -21,7 +26,7 @@ RESULT = "result.json"  # the CNI result, current shape
 DEL_HOST = "del-host.ip"  # ip -force -batch in the node namespace
 DEL_POD = "del-pod.ip"  # ip -force -batch in the pod namespace, when it still exists
 DEL_NFT = "del-host.nft"  # nft -f, with ipMasq
-SLOTS = (ADD_HOST, ADD_POD, ADD_SYSCTL, ADD_NFT, RESULT, DEL_HOST, DEL_POD, DEL_NFT)
+SLOTS = (SETUP_HOST, ADD_HOST, ADD_POD, ADD_SYSCTL, ADD_NFT, RESULT, DEL_HOST, DEL_POD, DEL_NFT)
 REQUIRED_SLOTS = (ADD_HOST, ADD_POD, RESULT, DEL_HOST)
 
 
@@ -32,12 +37,12 @@ def template_file(slot: str) -> str:
 def missing_required_templates(
     template_set: str = DEFAULT_SET, override_dir: str | None = None
 ) -> list[str]:
-    builtin = templates_root().joinpath(template_set)
+    root = templates_root()
     missing = []
     for slot in REQUIRED_SLOTS:
         name = template_file(slot)
         if override_dir and os.path.isfile(os.path.join(override_dir, name)):
             continue
-        if not builtin.joinpath(name).is_file():
+        if not any(root.joinpath(d).joinpath(name).is_file() for d in (template_set, COMMON)):
             missing.append(f"template {name} of set {template_set!r} is missing")
     return missing

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from netns import MODES, PLUGIN, Node, leftover_namespaces, root_links
+from netns import MODES, PLUGIN, TEMPLATE_SETS, Node, leftover_namespaces, root_links
 
 IN_CI = os.environ.get("CNI_RENDER_CI") == "1"
 
@@ -68,10 +68,15 @@ def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(directory)
 
 
-@pytest.fixture(params=MODES)
+NODE_VARIANTS = [(template_set, mode) for template_set in TEMPLATE_SETS for mode in MODES]
+
+
+@pytest.fixture(params=NODE_VARIANTS, ids=[f"{t}-{m}" for t, m in NODE_VARIANTS])
 def node(request: pytest.FixtureRequest, netns_ok: None, launcher_dir: str) -> Iterator[Node]:
-    """A throwaway node; every test using it runs with and without the daemon."""
-    node = Node(mode=request.param, plugin_dir=launcher_dir)
+    """A throwaway node; every test using it runs with both template sets,
+    each with and without the daemon."""
+    template_set, mode = request.param
+    node = Node(mode=mode, plugin_dir=launcher_dir, template_set=template_set)
     try:
         yield node
     finally:

@@ -27,6 +27,8 @@ IPAM_PLUGIN = str(BIN_DIR / "cni-render-ipam")
 REFERENCE_PLUGINS = "/usr/lib/cni"
 NETNS_PREFIX = "crt-"
 MODES = ("in-process", "daemon")
+TEMPLATE_SETS = ("routed", "bridge")
+BRIDGE = "cni-render0"
 
 
 def run(argv: list[str], check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
@@ -93,6 +95,7 @@ class Node:
 
     mode: str = "in-process"
     plugin_dir: str = str(BIN_DIR)
+    template_set: str = "routed"
     name: str = field(default_factory=lambda: NETNS_PREFIX + uuid.uuid4().hex[:10])
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cni-render-test-")))
     pods: list[Pod] = field(default_factory=list)
@@ -180,6 +183,7 @@ class Node:
             "cniVersion": "1.0.0",
             "name": "testnet",
             "type": "cni-render",
+            "mode": self.template_set,
             "stateDir": self.state_dir,
             "ipam": {
                 "type": "cni-render-ipam",
@@ -243,6 +247,10 @@ class Node:
         out = self.exec(["ip", "-j", "link", "show"]).stdout
         return [link["ifname"] for link in json.loads(out)]
 
+    def pod_links(self) -> list[str]:
+        """Links besides lo and the bridge set's shared bridge (kept by design)."""
+        return [name for name in self.links() if name not in ("lo", BRIDGE)]
+
     def routes(self, family: str = "-4") -> list[dict[str, Any]]:
         return json.loads(self.exec(["ip", "-j", family, "route", "show", "table", "all"]).stdout)
 
@@ -263,6 +271,15 @@ class Node:
             run(["ip", "netns", "del", pod.name], check=False)
         run(["ip", "netns", "del", self.name], check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def host_interface(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The pod's node end in a result (either template set)."""
+    return next(i for i in result["interfaces"] if i["name"].startswith("cr") and not i.get("sandbox"))
+
+
+def pod_interface(result: Mapping[str, Any]) -> dict[str, Any]:
+    return next(i for i in result["interfaces"] if i.get("sandbox"))
 
 
 def leftover_namespaces() -> list[str]:

@@ -38,7 +38,7 @@ def load_case(case: str, tmp_path: Path, version: str | None = None):
     request = request_for(
         spec["container_id"], spec["netns"], spec["ifname"], parse_cni_args(spec.get("cni_args", ""))
     )
-    renderer = Renderer(spec.get("template_set", "routed"))
+    renderer = Renderer(config.mode, override_dir=str(GOLDEN / case / "templates") if (GOLDEN / case / "templates").is_dir() else None)
     return spec, request, config, renderer
 
 
@@ -62,6 +62,8 @@ def test_batches(case, tmp_path, update_golden):
     _, request, config, renderer = load_case(case, tmp_path)
     rendered = preview(request, config, renderer)
     directory = GOLDEN / case
+    if rendered.add.setup_batch:
+        compare(directory / "setup-host.ip", rendered.add.setup_batch, update_golden)
     compare(directory / "add-host.ip", rendered.add.host_batch, update_golden)
     compare(directory / "add-pod.ip", rendered.add.pod_batch, update_golden)
     sysctls = "".join(f"{key} = {value}\n" for key, value in rendered.add.host_sysctls)

@@ -47,7 +47,7 @@ def test_host_local_add_check_del(node):
     node.cni("CHECK", with_prev_result(config, result), pod).ok()
     node.cni("DEL", with_prev_result(config, result), pod).ok()
     assert not os.path.exists(f"{node.data_dir}/testnet/{address}")
-    assert node.links() == ["lo"]
+    assert node.pod_links() == []
 
 
 def test_delegated_errors_are_passed_on(node):
@@ -57,7 +57,7 @@ def test_delegated_errors_are_passed_on(node):
     call = node.cni("ADD", config, second)
     assert call.exit_code == 1
     assert "host-local" in call.json["details"] and "no IP addresses available" in call.json["details"]
-    assert len(node.links()) == 2  # lo and the first pod only
+    assert len(node.pod_links()) == 1  # the first pod only
 
 
 def test_missing_ipam_plugin(node):
@@ -73,7 +73,7 @@ def test_failed_add_releases_the_delegated_address(node):
     call = node.cni("ADD", config, node.add_pod())
     assert call.json["code"] == 100
     reserved = [n for n in os.listdir(f"{node.data_dir}/testnet") if n[0].isdigit()]
-    assert reserved == [] and node.links() == ["lo"]
+    assert reserved == [] and node.pod_links() == []
 
 
 def test_every_command_is_forwarded_with_the_whole_config(node):

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from cni_render.versions import SUPPORTED_VERSIONS, has_check, has_status
-from netns import Node, pod_addresses, run, with_prev_result
+from netns import BRIDGE, Node, host_interface, pod_addresses, pod_interface, run, with_prev_result
 from resultshape import result_shape_problems
 
 DUAL_STACK = {
@@ -32,10 +32,16 @@ def dual_stack(node: Node, **overrides):
 
 
 def assert_no_residue(node: Node, network: str = "testnet") -> None:
-    assert node.links() == ["lo"], f"links left on the node: {node.links()}"
+    """Nothing of any pod is left: links, allocations, routes. The bridge set's
+    shared bridge (and its subnet routes) stays by design."""
+    assert node.pod_links() == [], f"links left on the node: {node.links()}"
     assert node.allocations(network) == [], f"allocations left: {node.allocations(network)}"
-    assert [r for r in node.routes("-4") if r.get("table") != "local"] == []
-    assert [r for r in node.routes("-6") if r.get("table") != "local" and r.get("type") != "multicast"] == []
+    for family in ("-4", "-6"):
+        left = [
+            r for r in node.routes(family)
+            if r.get("table") != "local" and r.get("type") != "multicast" and r.get("dev") != BRIDGE
+        ]
+        assert left == [], f"routes left on the node: {left}"
 
 
 # --- ADD and traffic -------------------------------------------------------
@@ -46,13 +52,13 @@ def test_pods_get_unique_addresses_and_reach_each_other(node):
     pods = [node.add_pod() for _ in range(6)]
     results = [node.cni("ADD", config, pod).ok().json for pod in pods]
     addresses = [pod_addresses(r)[0] for r in results]
-    host_names = [r["interfaces"][0]["name"] for r in results]
+    host_names = [host_interface(r)["name"] for r in results]
     assert len(set(addresses)) == len(pods)
     assert len(set(host_names)) == len(pods) and all(len(n) <= 15 for n in host_names)
     for pod, result in zip(pods, results):
-        assert result["interfaces"][1]["name"] == "eth0"
-        assert result["interfaces"][1]["sandbox"] == pod.netns
-        assert all(ip["interface"] == 1 for ip in result["ips"])
+        assert pod_interface(result)["name"] == "eth0"
+        assert pod_interface(result)["sandbox"] == pod.netns
+        assert all(result["interfaces"][ip["interface"]] == pod_interface(result) for ip in result["ips"])
         pod.serve_http(f"It works from {pod.name}!\n")
     for pod, address in zip(pods, addresses):
         assert node.http_get(address) == f"It works from {pod.name}!\n"
@@ -63,7 +69,7 @@ def test_pods_get_unique_addresses_and_reach_each_other(node):
 def test_result_macs_and_mtu_are_the_real_ones(node):
     pod = node.add_pod()
     result = node.cni("ADD", node.config(cniVersion="1.1.0", mtu=1400), pod).ok().json
-    host, pod_iface = result["interfaces"]
+    host, pod_iface = host_interface(result), pod_interface(result)
     link = json.loads(pod.exec(["ip", "-j", "link", "show", "eth0"]).stdout)[0]
     assert link["address"] == pod_iface["mac"] and link["mtu"] == 1400 == pod_iface["mtu"]
     host_link = json.loads(node.exec(["ip", "-j", "link", "show", host["name"]]).stdout)[0]
@@ -84,7 +90,8 @@ def test_dual_stack_answers_at_once_without_dad(node):
         assert node.http_get(v4) == node.http_get(v6) == f"It works from {pod.name}!\n"
     other_v6 = pod_addresses(results[1])[1]
     assert node.http_get(other_v6, source=pods[0]) == f"It works from {pods[1].name}!\n"
-    accept_ra = node.exec(["sysctl", "-n", f"net.ipv6.conf.{results[0]['interfaces'][0]['name']}.accept_ra"])
+    facing_pods = BRIDGE if node.template_set == "bridge" else host_interface(results[0])["name"]
+    accept_ra = node.exec(["cat", f"/proc/sys/net/ipv6/conf/{facing_pods}/accept_ra"])
     assert accept_ra.stdout.strip() == "0"
 
 
@@ -107,7 +114,7 @@ def test_proc_pid_netns_path(node):
     pid = child[0] if child else str(sleeper.pid)
     netns = f"/proc/{pid}/ns/net"
     result = node.cni("ADD", node.config(), pod, netns=netns).ok().json
-    assert result["interfaces"][1]["sandbox"] == netns
+    assert pod_interface(result)["sandbox"] == netns
     pod.serve_http()
     assert node.http_get(pod_addresses(result)[0]) == "It works!\n"
     node.cni("DEL", node.config(), pod, netns=netns).ok()
@@ -121,7 +128,7 @@ def test_mtu_is_detected_from_the_default_route_interface(node):
     node.exec(["ip", "route", "add", "default", "via", "192.0.2.1", "dev", "uplink0"])
     pod = node.add_pod()
     result = node.cni("ADD", node.config(cniVersion="1.1.0"), pod).ok().json
-    assert [i["mtu"] for i in result["interfaces"]] == [1420, 1420]
+    assert {i["mtu"] for i in result["interfaces"]} == {1420}
     assert json.loads(pod.exec(["ip", "-j", "link", "show", "eth0"]).stdout)[0]["mtu"] == 1420
 
 
@@ -130,7 +137,7 @@ def test_requested_ip_and_mac_from_cni_args(node):
     args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;IP=10.244.1.77;MAC=0a:58:0a:f4:01:4d"
     result = node.cni("ADD", node.config(), pod, cni_args=args).ok().json
     assert pod_addresses(result) == ["10.244.1.77"]
-    assert result["interfaces"][1]["mac"] == "0a:58:0a:f4:01:4d"
+    assert pod_interface(result)["mac"] == "0a:58:0a:f4:01:4d"
     other = node.add_pod()
     taken = node.cni("ADD", node.config(), other, cni_args="IP=10.244.1.77")
     assert taken.exit_code == 1 and taken.json["code"] == 101
@@ -228,7 +235,7 @@ def test_del_releases_the_address_before_touching_the_namespace(node):
     call = node.cni("DEL", node.config(templateDir=str(broken)), pod)
     assert call.exit_code == 1 and "del-host.ip.j2:1" in call.json["details"]
     assert node.allocations() == []
-    assert node.links() == ["lo"]  # the safety net removed the node end
+    assert node.pod_links() == []  # the safety net removed the node end
 
 
 # --- CHECK ---------------------------------------------------------------------
@@ -252,23 +259,30 @@ def test_check_needs_prev_result(node):
     assert call.exit_code == 1 and call.json["code"] == 7 and "prevResult" in call.json["details"]
 
 
-@pytest.mark.parametrize(
-    "drift,expected",
-    [
-        (lambda pod, host: pod.exec(["ip", "route", "del", "default"]), "route 0.0.0.0/0"),
-        (lambda pod, host: pod.exec(["ip", "-6", "route", "del", "default"]), "route ::/0"),
-        (lambda pod, host: pod.exec(["ip", "addr", "flush", "dev", "eth0"]), "missing on eth0"),
-        (lambda pod, host: pod.exec(["ip", "link", "set", "eth0", "address", "02:11:22:33:44:55"]), "MAC"),
-        (lambda pod, host: pod.exec(["ip", "link", "set", "eth0", "down"]), "down"),
-        (lambda pod, host: pod.node.exec(["ip", "route", "del", "10.244.1.2/32"]), "route 10.244.1.2/32"),
-        (lambda pod, host: pod.node.exec(["ip", "addr", "flush", "dev", host]), "missing on cr"),
-        (lambda pod, host: pod.node.exec(["ip", "link", "del", host]), "eth0 is missing in the pod"),
-    ],
-    ids=["pod-default-v4", "pod-default-v6", "pod-address", "pod-mac", "pod-down", "node-route", "node-gateway", "node-link"],
-)
-def test_check_finds_drift(node, drift, expected):
+# Each drift: what to break (pod, node end) -> what CHECK must say, per template set.
+DRIFTS = {
+    "pod-default-v4": (lambda pod, host: pod.exec(["ip", "route", "del", "default"]), "route 0.0.0.0/0"),
+    "pod-default-v6": (lambda pod, host: pod.exec(["ip", "-6", "route", "del", "default"]), "route ::/0"),
+    "pod-address": (lambda pod, host: pod.exec(["ip", "addr", "flush", "dev", "eth0"]), "missing on eth0"),
+    "pod-mac": (lambda pod, host: pod.exec(["ip", "link", "set", "eth0", "address", "02:11:22:33:44:55"]), "MAC"),
+    "pod-down": (lambda pod, host: pod.exec(["ip", "link", "set", "eth0", "down"]), "down"),
+    "node-link": (lambda pod, host: pod.node.exec(["ip", "link", "del", host]), "eth0 is missing in the pod"),
+    "node-datapath": {
+        "routed": (lambda pod, host: pod.node.exec(["ip", "route", "del", "10.244.1.2/32"]), "route 10.244.1.2/32"),
+        "bridge": (lambda pod, host: pod.node.exec(["ip", "link", "set", host, "nomaster"]), f"not a port of {BRIDGE}"),
+    },
+    "node-gateway": {
+        "routed": (lambda pod, host: pod.node.exec(["ip", "addr", "flush", "dev", host]), "missing on cr"),
+        "bridge": (lambda pod, host: pod.node.exec(["ip", "addr", "flush", "dev", BRIDGE]), f"missing on {BRIDGE}"),
+    },
+}
+
+
+@pytest.mark.parametrize("drift_name", sorted(DRIFTS))
+def test_check_finds_drift(node, drift_name):
+    drift, expected = DRIFTS[drift_name] if isinstance(DRIFTS[drift_name], tuple) else DRIFTS[drift_name][node.template_set]
     pod, check_config, result = added(node)
-    drift(pod, result["interfaces"][0]["name"])
+    drift(pod, host_interface(result)["name"])
     call = node.cni("CHECK", check_config, pod)
     assert call.exit_code == 1, call.stdout
     assert call.json["code"] == 103 and expected in call.json["details"], call.json
@@ -286,7 +300,7 @@ def test_check_tolerates_changes_by_later_chained_plugins(node):
     """tuning may change the pod MAC and MTU; the final prevResult says so."""
     pod, check_config, result = added(node)
     pod.exec(["ip", "link", "set", "eth0", "address", "02:aa:bb:cc:dd:ee", "mtu", "1300"])
-    check_config["prevResult"]["interfaces"][1]["mac"] = "02:aa:bb:cc:dd:ee"
+    pod_interface(check_config["prevResult"])["mac"] = "02:aa:bb:cc:dd:ee"
     node.cni("CHECK", check_config, pod).ok()
 
 
@@ -333,7 +347,7 @@ def test_gc_releases_what_is_not_valid(node, key):
     keep = pods[1]
     node.cni("GC", gc_config(node, key, [{"containerID": keep.container_id, "ifname": "eth0"}])).ok()
     assert node.allocations() == [pod_addresses(results[1])[0]]
-    assert node.links() == ["lo", results[1]["interfaces"][0]["name"]]
+    assert node.pod_links() == [host_interface(results[1])["name"]]
     keep.serve_http()
     assert node.http_get(pod_addresses(results[1])[0]) == "It works!\n"
 
@@ -425,7 +439,7 @@ def test_failure_at_each_step_leaves_nothing(node, case):
     if source is None:  # the built-in node batch plus one failing line
         from cni_render.resources import templates_root
 
-        builtin = templates_root().joinpath("routed").joinpath(name).read_text()
+        builtin = templates_root().joinpath(node.template_set).joinpath(name).read_text()
         source = builtin + "route add 10.99.0.0/16 dev nosuchdevice\n"
     (overrides / name).write_text(source)
     config = dual_stack(node, templateDir=str(overrides))
@@ -460,7 +474,7 @@ def test_forty_concurrent_adds_then_dels(node):
     for call in adds:
         call.ok()
     addresses = [a for call in adds for a in pod_addresses(call.json)]
-    names = [call.json["interfaces"][0]["name"] for call in adds]
+    names = [host_interface(call.json)["name"] for call in adds]
     assert len(set(addresses)) == 80 and len(set(names)) == 40
     pods[0].serve_http()
     assert node.http_get(pod_addresses(adds[0].json)[0], source=pods[39]) == "It works!\n"

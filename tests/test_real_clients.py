@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import REFERENCE_PLUGINS, Node, run
+from netns import REFERENCE_PLUGINS, Node, host_interface, pod_interface, run
 
 HERE = Path(__file__).parent
 GOPATH_SOURCE = "/usr/share/gocode"
@@ -50,6 +50,7 @@ def chain(node: Node, plugins: list[str]) -> dict:
     available = {
         "cni-render": {
             "type": "cni-render",
+            "mode": node.template_set,
             "stateDir": node.state_dir,
             "ipam": {
                 "type": "cni-render-ipam",
@@ -94,13 +95,13 @@ def test_libcni_chain_with_portmap_bandwidth_and_tuning(node, libcni_client):
     assert "capabilities:" in added.stderr and "portMappings" in added.stderr
     result = json.loads(added.stdout)
     names = [i["name"] for i in result["interfaces"]]
-    assert names[1] == "eth0" and names[0].startswith("cr") and any(n.startswith("bwp") for n in names)
+    assert pod_interface(result)["name"] == "eth0" and any(n.startswith("bwp") for n in names)
     server_ip = result["ips"][0]["address"].split("/")[0]
     client_result = json.loads(libcni(client, "add").stdout)
     gateway = client_result["ips"][0]["gateway"]
 
     # the chained plugins really acted on cni-render's interfaces
-    assert "tbf" in node.exec(["tc", "qdisc", "show", "dev", names[0]]).stdout
+    assert "tbf" in node.exec(["tc", "qdisc", "show", "dev", host_interface(result)["name"]]).stdout
     assert server.exec(["cat", "/proc/sys/net/core/somaxconn"]).stdout.strip() == "500"
     server.serve_http()
     assert node.http_get(server_ip, source=client) == "It works!\n"
@@ -116,7 +117,7 @@ def test_libcni_chain_with_portmap_bandwidth_and_tuning(node, libcni_client):
     libcni(server, "del")
     libcni(client, "del")
     libcni(client, "del")  # twice, with the cache gone
-    assert node.links() == ["lo"] and node.allocations("realnet") == []
+    assert node.pod_links() == [] and node.allocations("realnet") == []
     assert "CNI-DN" not in node.exec(["iptables-save", "-t", "nat"]).stdout
 
 
@@ -173,6 +174,7 @@ class Podman:
             "plugins": [
                 {
                     "type": "cni-render",
+                    "mode": self.node.template_set,
                     "stateDir": self.node.state_dir,
                     "ipam": {"type": "cni-render-ipam", "dataDir": self.node.data_dir, "ranges": [[{"subnet": "10.213.8.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]},
                 }
@@ -237,4 +239,4 @@ def test_podman_containers_talk_with_static_ips(node, podman):
     assert outside.returncode != 0 and "in no configured range" in outside.stderr
     assert node.http_get("10.213.8.10") == "It works!\n"
     podman("rm", "-f", "-t", "0", "web")
-    assert node.allocations("rendernet") == [] and node.links() == ["lo"]
+    assert node.allocations("rendernet") == [] and node.pod_links() == []

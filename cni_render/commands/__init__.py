@@ -39,6 +39,7 @@ class Invocation:
             from ..render import shared_renderer
 
             self._renderer = shared_renderer(
+                template_set=self.config.mode,
                 override_dir=self.config.template_dir,
                 cache_dir=os.path.join(self.config.cache_dir, "jinja"),
             )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .. import system
 from ..errors import ApplyFailed, InterfaceConflict, InvalidEnvironment
+from ..locking import file_lock
+from ..template_set import ADD_HOST, ADD_NFT, ADD_POD, ADD_SYSCTL, SETUP_HOST
 from ..plan import Plan, build_plan, build_teardown, host_link
 from ..render import Rendered
 from . import Invocation
@@ -31,7 +34,7 @@ def run(inv: Invocation) -> dict[str, Any]:
         rendered = renderer.render_add(plan)
         inv.log.debug("node batch:\n" + rendered.host_batch.rstrip())
         inv.log.debug("pod batch:\n" + rendered.pod_batch.rstrip())
-        apply(rendered, plan)
+        apply(rendered, plan, config.state_dir)
     except BaseException as exc:
         inv.log.error(f"ADD {request.container_id}/{request.ifname} failed, rolling back: {exc}")
         released = [ip["address"] for ip in ipam_result.get("ips", [])]
@@ -51,10 +54,18 @@ def run(inv: Invocation) -> dict[str, Any]:
     return rendered.result
 
 
-def apply(rendered: Rendered, plan: Plan) -> None:
-    """Node batch, pod batch, node sysctls, nftables: in this order."""
+def apply(rendered: Rendered, plan: Plan, state_dir: str) -> None:
+    """Node setup (shared, locked, idempotent), node batch, pod batch, node
+    sysctls, nftables: in this order."""
+    if rendered.setup_batch.strip():
+        with file_lock(os.path.join(state_dir, "locks", f"setup-{plan.network}.lock")):
+            system.run_ip_batch(
+                rendered.setup_batch,
+                where=f"node setup, {rendered.source(SETUP_HOST)}",
+                tolerate=system.EXISTS_MESSAGES,
+            )
     try:
-        system.run_ip_batch(rendered.host_batch, where="node")
+        system.run_ip_batch(rendered.host_batch, where=f"node, {rendered.source(ADD_HOST)}")
     except ApplyFailed as exc:
         # The node end's name was checked free above, so an existing link
         # here is the pod's interface.
@@ -63,6 +74,6 @@ def apply(rendered: Rendered, plan: Plan) -> None:
                 f"interface {plan.pod.ifname} already exists in {plan.netns}"
             ) from exc
         raise
-    system.run_ip_batch(rendered.pod_batch, netns=plan.netns, where="pod")
-    system.write_sysctls(rendered.host_sysctls, where="node")
-    system.run_nft_batch(rendered.host_nft, where="node")
+    system.run_ip_batch(rendered.pod_batch, netns=plan.netns, where=f"pod, {rendered.source(ADD_POD)}")
+    system.write_sysctls(rendered.host_sysctls, where=f"node, {rendered.source(ADD_SYSCTL)}")
+    system.run_nft_batch(rendered.host_nft, where=f"node, {rendered.source(ADD_NFT)}")

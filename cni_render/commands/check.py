@@ -13,7 +13,14 @@ from typing import Any
 
 from .. import system
 from ..errors import InvalidConfig, InvalidEnvironment, StateMismatch
-from ..expect import ExpectedRoute, address_present, expectations, find_link, route_present
+from ..expect import (
+    ExpectedRoute,
+    address_present,
+    expectations,
+    find_link,
+    master_present,
+    route_present,
+)
 from ..plan import build_plan
 from ..versions import parse_result
 from . import Invocation
@@ -33,7 +40,7 @@ def run(inv: Invocation) -> None:
 
     ipam_view = {"ips": pod_ips, "routes": prev.get("routes", [])}
     plan = build_plan(request, config, ipam_view, config.mtu or system.default_route_mtu())
-    rendered = inv.renderer().render_add(plan)
+    rendered = inv.renderer().render_add(plan, with_result=False)
 
     pod_links, pod_routes = system.read_state(request.netns)
     _check_link(pod_links, request.ifname, pod_iface.get("mac"), "pod")
@@ -41,9 +48,12 @@ def run(inv: Invocation) -> None:
     _check_prev_routes(prev, pod_ips, pod_routes, request.ifname)
 
     node_links, node_routes = system.read_state()
-    host_iface = next((i for i in prev["interfaces"] if i.get("name") == plan.host.ifname), None)
-    _check_link(node_links, plan.host.ifname, (host_iface or {}).get("mac"), "node")
-    _check_side(rendered.host_batch, node_links, node_routes, "node")
+    ours = {plan.host.ifname, plan.bridge.ifname}
+    for iface in prev["interfaces"]:
+        if not iface.get("sandbox") and iface.get("name") in ours:
+            _check_link(node_links, iface["name"], iface.get("mac"), "node")
+    _check_link(node_links, plan.host.ifname, None, "node")
+    _check_side(rendered.setup_batch + rendered.host_batch, node_links, node_routes, "node")
 
 
 def _pod_interface(prev: dict[str, Any], ifname: str) -> tuple[int, dict[str, Any]]:
@@ -66,14 +76,17 @@ def _check_link(links: list[dict[str, Any]], ifname: str, mac: str | None, where
 
 
 def _check_side(batch: str, links: list[dict[str, Any]], routes: list[dict[str, Any]], where: str) -> None:
-    addresses, expected_routes = expectations(batch)
-    for address in addresses:
+    expected = expectations(batch)
+    for address in expected.addresses:
         if not address_present(address, links):
             raise StateMismatch(f"address {address.cidr} is missing on {address.dev} in the {where}")
-    for route in expected_routes:
+    for route in expected.routes:
         if not route_present(route, routes):
             via = f" via {route.gw}" if route.gw else ""
             raise StateMismatch(f"route {route.dst}{via} dev {route.dev} is missing in the {where}")
+    for port in expected.masters:
+        if not master_present(port, links):
+            raise StateMismatch(f"{port.dev} is not a port of {port.master} in the {where}")
 
 
 def _check_prev_routes(

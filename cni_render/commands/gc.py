@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import system
 from ..errors import CniError, InvalidConfig
-from ..plan import TeardownPlan, host_link
+from ..plan import TeardownPlan, bridge_link, host_link
 from . import Invocation
 from .teardown import teardown
 
@@ -71,6 +71,7 @@ def run(inv: Invocation) -> None:
             ifname=ifname,
             netns="",
             host=host_link(config.name, container_id, ifname),
+            bridge=bridge_link(config),
             released=tuple(released),
             ip_masq=config.ip_masq,
         )

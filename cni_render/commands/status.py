@@ -17,7 +17,7 @@ def run(inv: Invocation) -> None:
     state_problem = system.state_dir_problem(inv.config.state_dir)
     if state_problem:
         problems.append(f"state directory is not writable: {state_problem}")
-    problems.extend(missing_required_templates(override_dir=inv.config.template_dir))
+    problems.extend(missing_required_templates(inv.config.mode, inv.config.template_dir))
     try:
         inv.ipam().status()
     except CniError as exc:

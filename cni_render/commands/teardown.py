@@ -12,6 +12,7 @@ from dataclasses import replace
 from .. import system
 from ..errors import CniError
 from ..plan import TeardownPlan
+from ..template_set import DEL_HOST, DEL_NFT, DEL_POD
 from . import Invocation
 
 
@@ -28,12 +29,17 @@ def teardown(inv: Invocation, plan: TeardownPlan) -> list[CniError]:
             return [exc, cleanup_error]
         return [exc]
     problems: list[CniError] = []
+    gone = system.GONE_MESSAGES
     steps = (
-        lambda: system.run_ip_batch(rendered.host_batch, where="node", tolerate_gone=True),
         lambda: system.run_ip_batch(
-            rendered.pod_batch, netns=plan.netns, where="pod", tolerate_gone=True
+            rendered.host_batch, where=f"node, {rendered.source(DEL_HOST)}", tolerate=gone
         ),
-        lambda: system.run_nft_batch(rendered.host_nft, where="node", tolerate_gone=True),
+        lambda: system.run_ip_batch(
+            rendered.pod_batch, netns=plan.netns, where=f"pod, {rendered.source(DEL_POD)}", tolerate=gone
+        ),
+        lambda: system.run_nft_batch(
+            rendered.host_nft, where=f"node, {rendered.source(DEL_NFT)}", tolerate=gone
+        ),
     )
     for step in steps:
         try:

@@ -9,20 +9,17 @@ that touches IPAM files.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import ipaddress
 import os
-import time
 from contextlib import contextmanager
 from typing import Iterator, Union
 
-from ..errors import IoFailure, TryAgainLater
+from ..errors import IoFailure
+from ..locking import LOCK_TIMEOUT_SECONDS, file_lock
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 LINE_BREAK = "\r\n"
-LOCK_TIMEOUT_SECONDS = 30.0
 _CURSOR_PREFIX = "last_reserved_ip."
 _INDEX_DIR = ".attachments"
 
@@ -33,16 +30,8 @@ class Store:
 
     @contextmanager
     def locked(self, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator["Store"]:
-        try:
-            os.makedirs(self.directory, mode=0o755, exist_ok=True)
-            fd = os.open(os.path.join(self.directory, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise IoFailure(f"cannot open IPAM lock in {self.directory}: {exc.strerror}") from exc
-        try:
-            _flock(fd, timeout, self.directory)
+        with file_lock(os.path.join(self.directory, "lock"), timeout):
             yield self
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
 
     def _path(self, ip: IPAddress) -> str:
         return os.path.join(self.directory, str(ip))
@@ -186,22 +175,6 @@ class Store:
         except OSError as exc:
             return f"{self.directory}: {exc.strerror}"
         return None
-
-
-def _flock(fd: int, timeout: float, where: str) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.0005
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise IoFailure(f"cannot lock {where}: {exc.strerror}") from exc
-        if time.monotonic() >= deadline:
-            raise TryAgainLater(f"IPAM store {where} stayed locked for {timeout:.0f}s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.01)
 
 
 class MemoryStore(Store):
