@@ -111,9 +111,10 @@ def _structural_check(document: dict[str, Any]) -> None:
         raise InvalidConfig(f"$.mode: {document.get('mode')!r} is not routed or bridge")
 
 
-def load(raw: bytes, validate: bool = True) -> NetworkConfig:
+def load(raw: bytes, validate: bool = True, cache: bool = True) -> NetworkConfig:
     """The config from stdin; ``validate=False`` (STATUS) skips the JSON Schema
-    and only checks what is read, so STATUS never loads jsonschema."""
+    and only checks what is read, so STATUS never loads jsonschema; with
+    ``cache=False`` no verdict is kept on disk."""
     document = decode(raw)
     version = config_version(document)
     state_dir = _state_dir(document)
@@ -121,7 +122,7 @@ def load(raw: bytes, validate: bool = True) -> NetworkConfig:
         schema.validate(
             schema.static_part(document),
             schema.PLUGIN_SCHEMA,
-            cache_dir=os.path.join(state_dir, "cache", "validated"),
+            cache_dir=os.path.join(state_dir, "cache", "validated") if cache else None,
         )
     else:
         _structural_check(document)

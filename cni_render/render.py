@@ -90,8 +90,16 @@ class Rendered:
         return self.sources.get(slot, slot + TEMPLATE_SUFFIX)
 
 
+BUILTIN_PREFIX = "builtin/"
+
+
 class TemplateSetLoader(jinja2.BaseLoader):
-    """Looks in the operator's directory, then in the set, then in ``common``."""
+    """Looks in the operator's directory, then in the set, then in ``common``.
+
+    ``builtin/<name>`` always means the built-in template, so an override can
+    include the template it replaces and add a line:
+    ``{% include "builtin/add-pod.ip.j2" %}``.
+    """
 
     def __init__(self, template_set: str, override_dir: str | None = None):
         if template_set not in SETS:
@@ -104,16 +112,27 @@ class TemplateSetLoader(jinja2.BaseLoader):
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Callable[[], bool] | None]:
-        if self.override_dir:
-            path = os.path.join(self.override_dir, template)
+        builtin_only = template.startswith(BUILTIN_PREFIX)
+        name = template[len(BUILTIN_PREFIX) :] if builtin_only else template
+        if "/" in name or name.startswith("."):
+            raise jinja2.TemplateNotFound(template)
+        if self.override_dir and not builtin_only:
+            path = os.path.join(self.override_dir, name)
             if os.path.isfile(path):
                 return _file_source(path)
+        # A built-in template stops being current when the operator adds an
+        # override for it (a long-running daemon must notice).
+        override = os.path.join(self.override_dir, name) if self.override_dir and not builtin_only else None
         for directory in self.builtin:
-            builtin = directory.joinpath(template)
+            builtin = directory.joinpath(name)
             if builtin.is_file():
                 if isinstance(builtin, os.PathLike):
-                    return _file_source(os.fspath(builtin))
-                return builtin.read_text(encoding="utf-8"), template, lambda: True
+                    source, filename, current = _file_source(os.fspath(builtin))
+                else:
+                    source, filename, current = builtin.read_text(encoding="utf-8"), name, lambda: True
+                if override is None:
+                    return source, filename, current
+                return source, filename, lambda: current() and not os.path.isfile(override)
         raise jinja2.TemplateNotFound(template)
 
     def builtin_files(self) -> dict[str, Traversable]:
@@ -183,9 +202,23 @@ class Renderer:
             return False
         return True
 
+    def compile(self, name: str) -> None:
+        """Compile one template file (TemplateError with file and line if it cannot)."""
+        env = self.json_env if name.endswith(".json" + TEMPLATE_SUFFIX) else self.batch_env
+        try:
+            env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from exc
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template {exc.name} not found in set {self.loader.template_set}") from exc
+
+    def path_of(self, name: str) -> str:
+        _, filename, _ = self.loader.get_source(self.batch_env, name)
+        return filename or name
+
     def render_slot(self, slot: str, context: dict[str, Any], required: bool = False) -> str:
         name = slot + TEMPLATE_SUFFIX
-        env = self.json_env if slot == RESULT else self.batch_env
+        env = self.json_env if slot.endswith(".json") else self.batch_env
         try:
             template = env.get_template(name)
             return template.render(context)
@@ -229,10 +262,9 @@ class Renderer:
     def path(self, slot: str) -> str:
         """The file a slot's template comes from (override, set or common)."""
         try:
-            _, filename, _ = self.loader.get_source(self.batch_env, slot + TEMPLATE_SUFFIX)
+            return self.path_of(slot + TEMPLATE_SUFFIX)
         except jinja2.TemplateNotFound:
             return slot + TEMPLATE_SUFFIX
-        return filename or slot + TEMPLATE_SUFFIX
 
     def sources(self) -> dict[str, str]:
         if self._sources is None:

@@ -92,7 +92,7 @@ def test_invalid_cases(case, tmp_path, update_golden):
         _, request, config, renderer = load_case(case, tmp_path)
         preview(request, config, renderer)
     error = info.value
-    text = f"code {error.code}: {error.details}\n".replace(str(tmp_path), "<tmp>")
+    text = f"code {error.code}: {error.details}\n".replace(str(tmp_path), "<tmp>").replace(f"{GOLDEN}/", "")
     compare(GOLDEN / case / "error.txt", text, update_golden)
 
 

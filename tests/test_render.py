@@ -194,3 +194,35 @@ def test_builtin_templates_are_package_data():
     names = {p.name for p in templates_root().joinpath("routed").iterdir()}
     assert {"add-host.ip.j2", "add-pod.ip.j2", "result.json.j2", "del-host.ip.j2"} <= names
     assert "site-packages" in str(templates_root().joinpath("routed").joinpath("add-host.ip.j2"))
+
+
+def test_a_long_lived_renderer_sees_overrides_appear_change_and_go(tmp_path):
+    import os
+    import time
+
+    overrides = tmp_path / "templates"
+    overrides.mkdir()
+    renderer = Renderer(override_dir=str(overrides))
+    request = request_for("abc", "/var/run/netns/pod", "eth0")
+    config = config_module.load(json.dumps(base_config(tmp_path)).encode())
+    shown = preview(request, config, renderer)
+    first, host = shown.add.host_batch, shown.plan.host.ifname
+    (overrides / "add-host.ip.j2").write_text("link set dev {{ host.ifname }} up\n")
+    assert preview(request, config, renderer).add.host_batch == f"link set dev {host} up\n"
+    time.sleep(0.01)
+    (overrides / "add-host.ip.j2").write_text("link set dev {{ host.ifname }} down\n")
+    os.utime(overrides / "add-host.ip.j2", (time.time() + 5, time.time() + 5))
+    assert preview(request, config, renderer).add.host_batch.endswith("down\n")
+    (overrides / "add-host.ip.j2").unlink()
+    assert preview(request, config, renderer).add.host_batch == first
+
+
+def test_the_node_template_directory_is_the_default(tmp_path, monkeypatch):
+    node_dir = tmp_path / "etc-templates"
+    monkeypatch.setattr(config_module, "NODE_TEMPLATE_DIR", str(node_dir))
+    document = json.dumps(base_config(tmp_path)).encode()
+    assert config_module.load(document).template_dir is None
+    node_dir.mkdir()
+    assert config_module.load(document).template_dir == str(node_dir)
+    explicit = json.dumps(base_config(tmp_path, templateDir="/somewhere")).encode()
+    assert config_module.load(explicit).template_dir == "/somewhere"

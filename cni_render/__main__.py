@@ -1,0 +1,7 @@
+"""``python -m cni_render``: the cni-render executable (plugin or operator CLI)."""
+
+import sys
+
+from .entry import plugin_main
+
+sys.exit(plugin_main())
