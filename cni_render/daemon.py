@@ -54,7 +54,7 @@ def decode_environment(data: bytes) -> dict[str, str]:
 
 
 class Handler(socketserver.StreamRequestHandler):
-    server: "DaemonServer"
+    server: DaemonServer
 
     def handle(self) -> None:
         try:

@@ -11,9 +11,9 @@ import traceback
 from typing import Mapping, TextIO
 
 from . import config as config_module
-from .outcome import Outcome
 from .errors import CniError, IncompatibleVersion, InvalidConfig, NotAvailable
 from .log import Log
+from .outcome import Outcome
 from .request import parse_request
 from .spec import CURRENT_VERSION
 from .versions import convert_result, has_check, has_gc, has_status

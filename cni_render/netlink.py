@@ -66,7 +66,7 @@ class Netlink:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "Netlink":
+    def __enter__(self) -> Netlink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -132,7 +132,7 @@ class TemplateSetLoader(jinja2.BaseLoader):
                     source, filename, current = builtin.read_text(encoding="utf-8"), name, lambda: True
                 if override is None:
                     return source, filename, current
-                return source, filename, lambda: current() and not os.path.isfile(override)
+                return source, filename, _unless_overridden(current, override)
         raise jinja2.TemplateNotFound(template)
 
     def builtin_files(self) -> dict[str, Traversable]:
@@ -149,6 +149,10 @@ class TemplateSetLoader(jinja2.BaseLoader):
         if self.override_dir and os.path.isdir(self.override_dir):
             names |= {n for n in os.listdir(self.override_dir) if n.endswith(TEMPLATE_SUFFIX)}
         return sorted(names)
+
+
+def _unless_overridden(current: Callable[[], bool], override: str) -> Callable[[], bool]:
+    return lambda: current() and not os.path.isfile(override)
 
 
 def _file_source(path: str) -> tuple[str, str, Callable[[], bool]]:

@@ -133,7 +133,7 @@ def in_netns(path: str | None) -> Iterator[None]:
             try:
                 _setns(own)
             except OSError as exc:  # never go on in the wrong namespace
-                raise SystemExit(f"cni-render: cannot return to its own network namespace: {exc}")
+                raise SystemExit(f"cni-render: cannot return to its own network namespace: {exc}") from exc
     finally:
         os.close(own)
 

@@ -10,7 +10,6 @@ import ipaddress
 from typing import Any
 
 from .errors import DecodeFailure, IncompatibleVersion
-
 from .spec import SUPPORTED_VERSIONS
 
 _ORDER = {v: i for i, v in enumerate(SUPPORTED_VERSIONS)}

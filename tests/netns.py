@@ -51,14 +51,14 @@ class CniCall:
     def json(self) -> Any:
         return json.loads(self.stdout)
 
-    def ok(self) -> "CniCall":
+    def ok(self) -> CniCall:
         assert self.exit_code == 0, f"CNI call failed: {self.stdout} {self.stderr}"
         return self
 
 
 @dataclass
 class Pod:
-    node: "Node"
+    node: Node
     name: str
     container_id: str
     ifname: str = "eth0"

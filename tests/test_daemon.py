@@ -66,7 +66,7 @@ def test_daemon_and_in_process_give_identical_results(launcher_dir, netns_ok):
             outputs.append((normalized(add.json, pod.netns), check.stdout, bad.stdout, bad.exit_code, status.stdout))
             node.cni("DEL", config, pod).ok()
         assert outputs[0] == outputs[1]
-        assert f"ADD same-container/eth0 -> 0" in nodes[1].daemon_log()
+        assert "ADD same-container/eth0 -> 0" in nodes[1].daemon_log()
     finally:
         for node in nodes:
             node.close()

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cni_render.errors import AddressUnavailable, InvalidConfig, StateMismatch
+from cni_render.errors import AddressUnavailable, InvalidConfig, InvalidEnvironment, StateMismatch
 from cni_render.ipam.local import LocalIpam, requested_addresses
 from cni_render.ipam.model import parse_ipam_config
 from cni_render.ipam.store import Store
@@ -158,7 +158,7 @@ def test_requested_sources_are_merged():
         {"ips": ["10.9.0.2", "fd00::1/64"]},
     )
     assert [str(ip) for ip in found] == ["10.9.0.2", "10.9.0.3", "10.9.0.4", "fd00::1"]
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidEnvironment):
         requested_addresses({"IP": "nope"}, {}, {})
 
 

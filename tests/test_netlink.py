@@ -29,7 +29,7 @@ def test_links_addresses_and_routes_match_ip(plain_node):
         with Netlink() as netlink:
             links, routes = netlink.state()
     ip_links, ip_routes = normalized_ip_view(plain_node)
-    ours = {l["ifname"]: l for l in links}
+    ours = {link["ifname"]: link for link in links}
     for theirs in ip_links:
         mine = ours[theirs["ifname"]]
         assert mine["address"] == theirs["address"] and mine["mtu"] == theirs["mtu"]

@@ -89,7 +89,7 @@ def test_every_command_is_forwarded_with_the_whole_config(node):
     node.cni("DEL", with_prev_result(config, result), pod, extra_env=extra).ok()
     seen = [line.split(" ", 1) for line in open(log).read().splitlines()]
     assert [command for command, _ in seen] == ["ADD", "CHECK", "STATUS", "GC", "DEL"]
-    for command, stdin in seen:
+    for _, stdin in seen:
         forwarded = json.loads(stdin)
         assert forwarded["mtu"] == 1400 and forwarded["type"] == "cni-render"  # the whole config
     assert json.loads(seen[3][1])["cni.dev/valid-attachments"][0]["containerID"] == pod.container_id

@@ -4,6 +4,7 @@ proof that no untrusted value can inject a batch command."""
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from cni_render import config as config_module

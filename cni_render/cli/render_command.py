@@ -14,7 +14,17 @@ from ..expect import expectations
 from ..preview import PREVIEW_MTU, Preview, preview
 from ..render import Renderer
 from ..request import Request, parse_cni_args, validate_container_id, validate_ifname, validate_netns
-from ..template_set import ADD_HOST, ADD_NFT, ADD_POD, ADD_SYSCTL, DEL_HOST, DEL_NFT, DEL_POD, RESULT, SETUP_HOST
+from ..template_set import (
+    ADD_HOST,
+    ADD_NFT,
+    ADD_POD,
+    ADD_SYSCTL,
+    DEL_HOST,
+    DEL_NFT,
+    DEL_POD,
+    RESULT,
+    SETUP_HOST,
+)
 from ..versions import convert_result
 from .configfile import load_file
 

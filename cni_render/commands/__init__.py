@@ -34,7 +34,7 @@ class Invocation:
     log: Log
     _renderer: Any = field(default=None, repr=False)
 
-    def renderer(self) -> "Renderer":
+    def renderer(self) -> Renderer:
         if self._renderer is None:
             from ..render import shared_renderer
 
@@ -45,7 +45,7 @@ class Invocation:
             )
         return self._renderer
 
-    def ipam(self) -> "LocalIpam | DelegatedIpam":
+    def ipam(self) -> LocalIpam | DelegatedIpam:
         from ..ipam import select_ipam
 
         return select_ipam(self.request, self.config)

@@ -8,9 +8,9 @@ from typing import Any
 from .. import system
 from ..errors import ApplyFailed, InterfaceConflict, InvalidEnvironment
 from ..locking import file_lock
-from ..template_set import ADD_HOST, ADD_NFT, ADD_POD, ADD_SYSCTL, SETUP_HOST
 from ..plan import Plan, build_plan, build_teardown, host_link
 from ..render import Rendered
+from ..template_set import ADD_HOST, ADD_NFT, ADD_POD, ADD_SYSCTL, SETUP_HOST
 from . import Invocation
 from .teardown import teardown
 

@@ -13,9 +13,9 @@ from typing import Mapping, TextIO
 
 from .. import schema
 from ..config import _state_dir, config_version, decode, lower_keys
-from ..outcome import Outcome
 from ..errors import CniError, IncompatibleVersion, InvalidConfig
 from ..log import Log
+from ..outcome import Outcome
 from ..request import NAME_RE, parse_request
 from ..spec import CURRENT_VERSION
 from ..versions import convert_result, has_check, has_gc, has_status

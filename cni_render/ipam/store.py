@@ -29,7 +29,7 @@ class Store:
         self.directory = os.path.join(data_dir, network)
 
     @contextmanager
-    def locked(self, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator["Store"]:
+    def locked(self, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[Store]:
         with file_lock(os.path.join(self.directory, "lock"), timeout):
             yield self
 
@@ -187,7 +187,7 @@ class MemoryStore(Store):
         self.cursors: dict[int, str] = {}
 
     @contextmanager
-    def locked(self, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator["Store"]:
+    def locked(self, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[Store]:
         yield self
 
     def reserved(self) -> set[str]:
