@@ -173,25 +173,15 @@ def build_plan(
         raise InvalidConfig(f"$.mtu: {mtu} is below IPv6's minimum of {IPV6_MIN_MTU}")
     pod = Link(ifname=request.ifname, mac=pod_mac(request, config))
     return Plan(
-        command=request.command,
-        network=config.name,
-        cni_version=config.cni_version,
-        container_id=request.container_id,
-        ifname=request.ifname,
-        netns=request.netns,
+        **_attachment(request, config),
         mtu=mtu,
-        host=host_link(config.name, request.container_id, request.ifname),
         pod=pod,
-        bridge=bridge_link(config),
         addresses=addresses,
         routes=tuple(_pod_route(r, addresses) for r in ipam_result.get("routes") or []),
         dns=config.dns or ipam_result.get("dns") or {},
         ipv4=4 in families,
         ipv6=6 in families,
         pod_link_local=naming.link_local(pod.mac) if 6 in families else None,
-        ip_masq=config.ip_masq,
-        args=dict(request.args),
-        runtime_config=config.runtime_config,
     )
 
 
@@ -199,17 +189,24 @@ def build_teardown(
     request: Request, config: NetworkConfig, released: Sequence[str]
 ) -> TeardownPlan:
     return TeardownPlan(
-        command=request.command,
-        network=config.name,
-        cni_version=config.cni_version,
-        container_id=request.container_id,
-        ifname=request.ifname,
-        netns=request.netns,
-        host=host_link(config.name, request.container_id, request.ifname),
-        bridge=bridge_link(config),
+        **_attachment(request, config),
         released=tuple(str(ipaddress.ip_interface(ip).ip) for ip in released),
-        ip_masq=config.ip_masq,
-        args=dict(request.args),
-        runtime_config=config.runtime_config,
     )
+
+
+def _attachment(request: Request, config: NetworkConfig) -> dict[str, Any]:
+    """What every plan knows about the attachment, whatever the command."""
+    return {
+        "command": request.command,
+        "network": config.name,
+        "cni_version": config.cni_version,
+        "container_id": request.container_id,
+        "ifname": request.ifname,
+        "netns": request.netns,
+        "host": host_link(config.name, request.container_id, request.ifname),
+        "bridge": bridge_link(config),
+        "ip_masq": config.ip_masq,
+        "args": dict(request.args),
+        "runtime_config": config.runtime_config,
+    }
 

@@ -328,8 +328,8 @@ def find_plugin(name: str, cni_path: Sequence[str]) -> str | None:
     return None
 
 
-def state_dir_problem(path: str) -> str | None:
-    """None when ``path`` can hold the plugin's locks and caches, else why not."""
+def writable_dir_problem(path: str) -> str | None:
+    """None when files can be created in ``path`` (made if missing), else why not."""
     probe = os.path.join(path, f".probe-{os.getpid()}")
     try:
         os.makedirs(path, mode=0o755, exist_ok=True)

@@ -14,7 +14,7 @@ from . import Invocation
 
 def run(inv: Invocation) -> None:
     problems = [f"{name} not found" for name in ("ip",) if not system.find_binary(name)]
-    state_problem = system.state_dir_problem(inv.config.state_dir)
+    state_problem = system.writable_dir_problem(inv.config.state_dir)
     if state_problem:
         problems.append(f"state directory is not writable: {state_problem}")
     problems.extend(missing_required_templates(inv.config.mode, inv.config.template_dir))

@@ -166,15 +166,9 @@ class Store:
 
     def writable(self) -> str | None:
         """None when allocations can be written here, else why not."""
-        probe = os.path.join(self.directory, f".probe-{os.getpid()}")
-        try:
-            os.makedirs(self.directory, mode=0o755, exist_ok=True)
-            with open(probe, "w"):
-                pass
-            os.unlink(probe)
-        except OSError as exc:
-            return f"{self.directory}: {exc.strerror}"
-        return None
+        from ..system import writable_dir_problem
+
+        return writable_dir_problem(self.directory)
 
 
 class MemoryStore(Store):
