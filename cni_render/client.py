@@ -80,8 +80,23 @@ def _receive_all(sock) -> bytes:  # type: ignore[no-untyped-def]
         chunks.append(chunk)
 
 
+# The runtime's own timeout for a pod's network is about 4 minutes.
+ANSWER_TIMEOUT_SECONDS = 220.0
+NO_ANSWER = (
+    11,
+    b'{"cniVersion": "1.1.0", "code": 11, "msg": "Try again later", '
+    b'"details": "the cni-render daemon did not finish answering"}\n',
+    b"",
+)
+
+
 def ask_daemon(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes, bytes] | str:
-    """(exit code, stdout, stderr) from the daemon, or why it did not answer."""
+    """(exit code, stdout, stderr) from the daemon, or why it did not answer.
+
+    Until the whole request is sent the daemon cannot have acted (it refuses
+    a request cut short), so the caller may do the work itself; once it is
+    sent, a lost answer is code 11, never a second attempt.
+    """
     path = environ.get(SOCKET_VARIABLE, DEFAULT_SOCKET)
     if not path:
         return "disabled"
@@ -93,9 +108,16 @@ def ask_daemon(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes, bytes
             sock.connect(path)
         except OSError as exc:
             return f"no daemon at {path} ({exc.strerror})"
-        sock.sendall(encode_request(environ, stdin))
-        sock.shutdown(_socket.SHUT_WR)
-        answer = _receive_all(sock)
+        try:
+            sock.sendall(encode_request(environ, stdin))
+            sock.shutdown(_socket.SHUT_WR)
+        except OSError as exc:
+            return f"the daemon at {path} did not take the request ({exc.strerror})"
+        try:
+            sock.settimeout(ANSWER_TIMEOUT_SECONDS)
+            answer = _receive_all(sock)
+        except OSError:
+            return NO_ANSWER
     finally:
         sock.close()
     header, _, body = answer.partition(b"\n")
@@ -104,12 +126,9 @@ def ask_daemon(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes, bytes
     try:
         code, out_len, err_len = (int(part) for part in header.split())
     except ValueError:
-        return (
-            11,
-            b'{"cniVersion": "1.1.0", "code": 11, "msg": "Try again later", '
-            b'"details": "the cni-render daemon closed the connection before answering"}\n',
-            b"",
-        )
+        return NO_ANSWER
+    if len(body) < out_len + err_len:
+        return NO_ANSWER
     return code, body[:out_len], body[out_len : out_len + err_len]
 
 

@@ -7,9 +7,12 @@ same :func:`cni_render.dispatch.handle` the plugin would run in-process. The
 ``cni-render`` executable becomes a thin client (:mod:`cni_render.client`)
 that falls back to in-process work whenever no daemon answers.
 
-It acts only for callers that see the same world: the same network
-namespace, the same filesystem root and the same pod namespace file, and only
-for root (SO_PEERCRED). Anyone else is refused and works in-process.
+It acts only for callers the kernel vouches for: the peer process
+(SO_PEERCRED) must be root with CAP_NET_ADMIN and CAP_SYS_ADMIN in the
+daemon's user namespace, and its network namespace and filesystem root, read
+from /proc/<pid>, must be the daemon's own; what the caller says about itself
+(the request header) can only make the daemon refuse. Anyone refused works
+in-process, with its own privileges.
 """
 
 from __future__ import annotations
@@ -36,10 +39,42 @@ class RequestError(Exception):
     pass
 
 
-def _peer_uid(sock: socket.socket) -> int:
+CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+
+
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the connected process, from the kernel."""
     credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _, uid, _ = struct.unpack("3i", credentials)
-    return uid
+    pid, uid, _ = struct.unpack("3i", credentials)
+    return pid, uid
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def peer_problem(pid: int, uid: int) -> str | None:
+    """Why the daemon must not act for this peer, or None."""
+    if uid != 0:
+        return "only root may use the cni-render daemon"
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        effective = int(fields["CapEff"].strip(), 16)
+    except (OSError, KeyError, ValueError):
+        return "the caller's process cannot be inspected (another PID namespace?)"
+    if not (effective >> CAP_NET_ADMIN) & 1 or not (effective >> CAP_SYS_ADMIN) & 1:
+        return "the caller lacks CAP_NET_ADMIN or CAP_SYS_ADMIN"
+    for kind, label in (("user", "user namespace"), ("net", "network namespace")):
+        if _identity(f"/proc/{pid}/ns/{kind}") != _identity(f"/proc/thread-self/ns/{kind}"):
+            return f"the caller is in another {label}"
+    if _identity(f"/proc/{pid}/root") != _identity("/"):
+        return "the caller has another filesystem root"
+    return None
 
 
 def decode_environment(data: bytes) -> dict[str, str]:
@@ -61,6 +96,8 @@ class Handler(socketserver.StreamRequestHandler):
             environ, stdin = self._read_request()
         except RequestError as exc:
             self.wfile.write(f"REFUSED {exc}\n".encode())
+            self.wfile.flush()
+            self._drain()  # closing with unread input would reset the connection
             return
         started = time.perf_counter()
         log = io.StringIO()
@@ -70,18 +107,37 @@ class Handler(socketserver.StreamRequestHandler):
         self.wfile.write(f"{outcome.exit_code} {len(stdout)} {len(stderr)}\n".encode() + stdout + stderr)
         self.server.note(environ, outcome.exit_code, time.perf_counter() - started)
 
+    def _drain(self) -> None:
+        try:
+            self.request.shutdown(socket.SHUT_WR)
+            self.request.settimeout(5)
+            received = 0
+            while received <= 2 * MAX_PAYLOAD:
+                chunk = self.request.recv(1 << 16)
+                if not chunk:
+                    return
+                received += len(chunk)
+        except OSError:
+            pass
+
     def _read_request(self) -> tuple[dict[str, str], bytes]:
-        if _peer_uid(self.request) != 0:
-            raise RequestError("only root may use the cni-render daemon")
+        problem = peer_problem(*_peer(self.request))
+        if problem:
+            raise RequestError(problem)
         header = self.rfile.readline(MAX_HEADER).split()
         if len(header) != 6 or header[0] != PROTOCOL:
             raise RequestError("unknown protocol")
         _, net, root, netns, env_length, stdin_length = header
-        sizes = int(env_length), int(stdin_length)
+        try:
+            sizes = int(env_length), int(stdin_length)
+        except ValueError:
+            raise RequestError("unknown protocol") from None
         if any(size < 0 or size > MAX_PAYLOAD for size in sizes):
             raise RequestError("request too large")
-        environ = decode_environment(self.rfile.read(sizes[0]))
-        stdin = self.rfile.read(sizes[1])
+        env_bytes, stdin = self.rfile.read(sizes[0]), self.rfile.read(sizes[1])
+        if (len(env_bytes), len(stdin)) != sizes:
+            raise RequestError("the request was cut short")  # never act on half a request
+        environ = decode_environment(env_bytes)
         mine = world(environ.get("CNI_NETNS", ""))
         theirs = (net.decode(), root.decode(), netns.decode())
         if mine[0] != theirs[0]:
@@ -119,7 +175,7 @@ class DaemonServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def _claim(path: str) -> None:
     """Remove a stale socket; refuse to start next to a live daemon."""
     if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

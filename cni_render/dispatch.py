@@ -11,7 +11,7 @@ import traceback
 from typing import Mapping, TextIO
 
 from . import config as config_module
-from .errors import CniError, IncompatibleVersion, InvalidConfig, NotAvailable
+from .errors import CniError, DecodeFailure, IncompatibleVersion, InvalidConfig, NotAvailable
 from .log import Log
 from .outcome import Outcome
 from .request import parse_request
@@ -26,11 +26,15 @@ _VERSION_GATES = {
 
 
 def _load_config(command: str, raw: bytes) -> config_module.NetworkConfig:
+    """The config; STATUS and DEL check only what they read (DEL must not fail
+    for good because a config edit broke the schema: pods could never go)."""
+    if command == "DEL":
+        return config_module.load(raw, validate=False)
     if command != "STATUS":
         return config_module.load(raw)
     try:
         return config_module.load(raw, validate=False)
-    except InvalidConfig as exc:  # STATUS speaks in codes 50/51
+    except (InvalidConfig, DecodeFailure) as exc:  # STATUS speaks in codes 50/51
         raise NotAvailable(f"the network config cannot be used: {exc.details}") from exc
 
 

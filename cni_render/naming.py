@@ -37,9 +37,10 @@ def pod_mac(network: str, container_id: str, ifname: str) -> str:
     return _mac(_digest(network, container_id, ifname)[16:22])
 
 
-def bridge_mac(network: str, bridge: str) -> str:
-    """The MAC the bridge set gives its bridge: stable, so results can name it."""
-    return _mac(hashlib.sha256(f"bridge\0{network}\0{bridge}".encode()).digest()[:6])
+def bridge_mac(bridge: str) -> str:
+    """The MAC the bridge set gives its bridge: stable, so results can name it,
+    and the same for every network that shares the bridge."""
+    return _mac(hashlib.sha256(f"bridge\0{bridge}".encode()).digest()[:6])
 
 
 def link_local(mac: str) -> str:

@@ -115,7 +115,7 @@ def host_link(network: str, container_id: str, ifname: str) -> Link:
 
 
 def bridge_link(config: NetworkConfig) -> Link:
-    return Link(ifname=config.bridge, mac=naming.bridge_mac(config.name, config.bridge))
+    return Link(ifname=config.bridge, mac=naming.bridge_mac(config.bridge))
 
 
 def _pod_address(ip: Mapping[str, Any]) -> PodAddress:

@@ -108,6 +108,14 @@ def _setns(fd: int) -> None:
         raise OSError(errno, os.strerror(errno))
 
 
+def _fatal(details: str) -> None:
+    """Stop the process at once: nothing may run after this, not even a rollback."""
+    os.write(2, f"cni-render: fatal: {details}\n".encode())
+    os.write(1, ('{"cniVersion": "1.1.0", "code": 999, "msg": "Fatal plugin error", "details": '
+                 f'"{details}"}}\n').encode())
+    os._exit(70)
+
+
 @contextmanager
 def in_netns(path: str | None) -> Iterator[None]:
     """Run the block with the calling thread inside the network namespace
@@ -133,7 +141,7 @@ def in_netns(path: str | None) -> Iterator[None]:
             try:
                 _setns(own)
             except OSError as exc:  # never go on in the wrong namespace
-                raise SystemExit(f"cni-render: cannot return to its own network namespace: {exc}") from exc
+                _fatal(f"cannot return to its own network namespace from {path}: {exc.strerror}")
     finally:
         os.close(own)
 
@@ -181,6 +189,10 @@ def _spawn(argv: list[str], stdin: bytes) -> tuple[int, str]:
                 (os.POSIX_SPAWN_DUP2, output_write, 2),
             ],
         )
+    except OSError as exc:
+        for fd in (stdin_write, output_read):
+            os.close(fd)
+        raise ApplyFailed(f"cannot start {argv[0]}: {exc.strerror}") from exc
     finally:
         os.close(stdin_read)
         os.close(output_write)
@@ -330,11 +342,12 @@ def find_plugin(name: str, cni_path: Sequence[str]) -> str | None:
 
 def writable_dir_problem(path: str) -> str | None:
     """None when files can be created in ``path`` (made if missing), else why not."""
-    probe = os.path.join(path, f".probe-{os.getpid()}")
+    import tempfile
+
     try:
         os.makedirs(path, mode=0o755, exist_ok=True)
-        with open(probe, "w"):
-            pass
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)  # unique per thread too
+        os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         return f"{path}: {exc.strerror}"

@@ -127,6 +127,12 @@ def parse_result(document: Any, what: str = "result") -> dict[str, Any]:
         }
         for ip in result["ips"]:
             ipaddress.ip_interface(ip["address"])
+            if ip.get("gateway"):
+                ipaddress.ip_address(ip["gateway"])
+        for route in result["routes"]:
+            ipaddress.ip_network(route["dst"], strict=False)
+            if route.get("gw"):
+                ipaddress.ip_address(route["gw"])
     except (TypeError, KeyError, AttributeError, ValueError) as exc:
         raise DecodeFailure(f"{what} is not a valid CNI result: {exc}") from exc
     if document.get("dns"):

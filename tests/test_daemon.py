@@ -92,11 +92,16 @@ def test_daemon_socket_is_root_only_and_rejects_garbage(launcher_dir, netns_ok):
     node = Node(mode="daemon", plugin_dir=launcher_dir)
     try:
         assert stat.S_IMODE(os.stat(node.socket).st_mode) == 0o600
+        # from outside the node: refused by what the kernel says about the caller
         with socket.socket(socket.AF_UNIX) as sock:
             sock.connect(node.socket)
-            sock.sendall(b"HELLO\n")
+            sock.sendall(b"CNIR1 1:1 1:1 - 0 0\n")
             sock.shutdown(socket.SHUT_WR)
-            assert sock.recv(100).startswith(b"REFUSED unknown protocol")
+            assert sock.recv(100) == b"REFUSED the caller is in another network namespace\n"
+        # from inside the node: a request that is not the protocol, or is cut short
+        for request, answer in ((b"HELLO\n", b"REFUSED unknown protocol"), (b"CNIR1 - - - 10 5\nshort", b"REFUSED the request was cut short")):
+            code = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({node.socket!r}); s.sendall({request!r}); s.shutdown(socket.SHUT_WR); print(s.recv(100))"
+            assert repr(answer)[:-1] in node.exec([sys.executable, "-c", code]).stdout
     finally:
         node.close()
 

@@ -308,3 +308,23 @@ def test_attachment_index_survives_a_crash_between_its_two_writes(tmp_path):
     assert sorted(ip for ip, _, _ in store.allocations()) == ["10.9.0.2", "10.9.0.3"]
     assert local(config, "a").delete() == ["10.9.0.2"]
     assert not (tmp_path / "net" / ".attachments" / store._index_path("a", "eth0").rsplit("/", 1)[1]).exists()
+
+
+def test_a_gateway_of_another_range_in_the_set_is_never_handed_out(tmp_path):
+    config = ipam_config(tmp_path, ranges=[[
+        {"subnet": "10.9.0.0/29", "rangeStart": "10.9.0.2", "rangeEnd": "10.9.0.3", "gateway": "10.9.0.1"},
+        {"subnet": "10.9.1.0/29", "gateway": "10.9.1.2"},
+    ]])
+    got = [addresses(local(config, f"c{i}").add())[0] for i in range(6)]
+    assert "10.9.1.2/29" not in got and len(set(got)) == 6
+    with pytest.raises(AddressUnavailable) as info:
+        local(config, "x", requested=["10.9.1.2"]).add()
+    assert "gateway" in info.value.details
+
+
+def test_an_empty_index_falls_back_to_the_scan(tmp_path):
+    config = ipam_config(tmp_path)
+    store = Store(str(tmp_path), "net")
+    local(config, "a").add()
+    open(store._index_path("a", "eth0"), "w").close()  # a crash left it empty
+    assert local(config, "a").delete() == ["10.9.0.2"]

@@ -528,3 +528,57 @@ def test_ip_masq_lets_pods_reach_a_network_that_has_no_route_back(node):
     assert "10.244.1.2" not in sources
     rules = node.exec(["nft", "list", "chain", "ip", "cni-render", "postrouting"]).stdout
     assert rules.count("masquerade") == 1
+
+
+# --- shared node objects and teardown order ---------------------------------------------
+
+
+def test_bridge_mode_refuses_to_take_over_a_link_that_is_not_a_bridge(node):
+    node.exec(["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1"])
+    mac_before = json.loads(node.exec(["ip", "-j", "link", "show", "uplink0"]).stdout)[0]["address"]
+    call = node.cni("ADD", node.config(mode="bridge", bridge="uplink0"), node.add_pod())
+    assert call.exit_code == 1 and call.json["code"] == 102 and "not a bridge" in call.json["details"]
+    assert json.loads(node.exec(["ip", "-j", "link", "show", "uplink0"]).stdout)[0]["address"] == mac_before
+    assert sorted(node.pod_links()) == ["uplink0", "uplink1"] and node.allocations() == []
+
+
+def test_networks_sharing_a_bridge_agree_on_it(node):
+    first, second = node.add_pod(), node.add_pod()
+    ipam_b = {"type": "cni-render-ipam", "dataDir": node.data_dir, "ranges": [[{"subnet": "10.245.1.0/24"}]]}
+    a = node.cni("ADD", node.config(mode="bridge"), first).ok().json
+    b = node.cni("ADD", node.config(mode="bridge", name="othernet", ipam=ipam_b), second).ok().json
+    assert a["interfaces"][0] == b["interfaces"][0]  # same bridge, same MAC
+    node.cni("CHECK", with_prev_result(node.config(mode="bridge"), a), first).ok()
+
+
+def test_del_keeps_the_addresses_while_the_node_end_cannot_be_removed(node):
+    pod = node.add_pod()
+    node.cni("ADD", node.config(), pod).ok()
+    stuck = node.tmp / "stuck"
+    stuck.mkdir()
+    (stuck / "del-host.ip.j2").write_text("link set dev {{ host.ifname }} mtu 10\n")
+    call = node.cni("DEL", node.config(templateDir=str(stuck)), pod)
+    assert call.exit_code == 1 and call.json["code"] == 100 and "addresses kept" in call.stderr
+    assert node.allocations() != [] and node.pod_links() != []
+    node.cni("DEL", node.config(), pod).ok()  # the runtime retries; now it goes
+    assert_no_residue(node)
+
+
+def test_del_works_after_the_config_stopped_validating(node):
+    pod = node.add_pod()
+    node.cni("ADD", node.config(), pod).ok()
+    broken = node.config(mtu="big", unknownKey=1)
+    broken["ipam"] = dict(broken["ipam"], ranges=[[{"subnet": "not-a-subnet"}]])
+    node.cni("DEL", broken, pod).ok()
+    assert_no_residue(node)
+
+
+def test_check_passes_for_routes_in_another_table(node):
+    ipam = dict(node.config()["ipam"], routes=[{"dst": "0.0.0.0/0"}, {"dst": "192.0.2.0/24", "table": 100}])
+    config = node.config(cniVersion="1.1.0", ipam=ipam)
+    pod = node.add_pod()
+    result = node.cni("ADD", config, pod).ok().json
+    assert json.loads(pod.exec(["ip", "-j", "route", "show", "table", "100"]).stdout)[0]["dst"] == "192.0.2.0/24"
+    node.cni("CHECK", with_prev_result(config, result), pod).ok()
+    pod.exec(["ip", "route", "del", "192.0.2.0/24", "table", "100"])
+    assert node.cni("CHECK", with_prev_result(config, result), pod).json["code"] == 103

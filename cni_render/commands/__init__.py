@@ -51,6 +51,16 @@ class Invocation:
         return select_ipam(self.request, self.config)
 
 
+def attachment_lock(inv: Invocation) -> Any:
+    """Serialises ADD and DEL of one attachment (256 lock files, picked by the
+    node end's hash), so a duplicate call never tears down what another made."""
+    from ..locking import file_lock
+    from ..naming import host_ifname
+
+    stripe = host_ifname(inv.config.name, inv.request.container_id, inv.request.ifname)[-2:]
+    return file_lock(os.path.join(inv.config.state_dir, "locks", f"attachment-{stripe}.lock"))
+
+
 def run(invocation: Invocation) -> dict[str, Any] | None:
     module = importlib.import_module(COMMAND_MODULES[invocation.request.command])
     return module.run(invocation)

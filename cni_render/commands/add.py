@@ -11,8 +11,8 @@ from ..locking import file_lock
 from ..plan import Plan, build_plan, build_teardown, host_link
 from ..render import Rendered
 from ..template_set import ADD_HOST, ADD_NFT, ADD_POD, ADD_SYSCTL, SETUP_HOST
-from . import Invocation
-from .teardown import teardown
+from . import Invocation, attachment_lock
+from .teardown import detach
 
 
 def run(inv: Invocation) -> dict[str, Any]:
@@ -20,37 +20,35 @@ def run(inv: Invocation) -> dict[str, Any]:
     problem = system.netns_problem(request.netns)
     if problem:
         raise InvalidEnvironment(problem)
-    host = host_link(config.name, request.container_id, request.ifname)
-    if system.link_exists(host.ifname):
-        raise InterfaceConflict(
-            f"node interface {host.ifname} for container {request.container_id} interface "
-            f"{request.ifname} already exists: the attachment was added before without a DEL"
-        )
     renderer = inv.renderer()
     ipam = inv.ipam()
-    ipam_result = ipam.add()
-    try:
-        plan = build_plan(request, config, ipam_result, config.mtu or system.default_route_mtu())
-        rendered = renderer.render_add(plan)
-        inv.log.debug("node batch:\n" + rendered.host_batch.rstrip())
-        inv.log.debug("pod batch:\n" + rendered.pod_batch.rstrip())
-        apply(rendered, plan, config.state_dir)
-    except BaseException as exc:
-        inv.log.error(f"ADD {request.container_id}/{request.ifname} failed, rolling back: {exc}")
-        released = [ip["address"] for ip in ipam_result.get("ips", [])]
-        for problem in teardown(inv, build_teardown(request, config, released)):
-            inv.log.error(f"rollback: {problem}")
+    with attachment_lock(inv):
+        host = host_link(config.name, request.container_id, request.ifname)
+        if system.link_exists(host.ifname):
+            raise InterfaceConflict(
+                f"node interface {host.ifname} for container {request.container_id} interface "
+                f"{request.ifname} already exists: the attachment was added before without a DEL"
+            )
+        ipam_result = ipam.add()  # all or nothing: a failed allocation holds nothing
         try:
-            ipam.delete()
-        except Exception as release_error:  # keep the original error
-            inv.log.error(f"rollback: releasing {', '.join(released)}: {release_error}")
-        raise
-    assert rendered.result is not None
+            plan = build_plan(request, config, ipam_result, config.mtu or system.default_route_mtu())
+            rendered = renderer.render_add(plan)
+            inv.log.debug("node batch:\n" + rendered.host_batch.rstrip())
+            inv.log.debug("pod batch:\n" + rendered.pod_batch.rstrip())
+            apply(rendered, plan, config.state_dir)
+        except BaseException as exc:
+            inv.log.error(f"ADD {request.container_id}/{request.ifname} failed, rolling back: {exc}")
+            addresses = [ip["address"] for ip in ipam_result.get("ips", [])]
+            _, problems = detach(inv, build_teardown(request, config, addresses), release=ipam.delete)
+            for problem in problems:
+                inv.log.error(f"rollback: {problem}")
+            raise
     inv.log.info(
         f"ADD {request.container_id}/{request.ifname}: "
         + ", ".join(a.cidr for a in plan.addresses)
         + f" on {plan.host.ifname}"
     )
+    assert rendered.result is not None
     return rendered.result
 
 
@@ -58,7 +56,8 @@ def apply(rendered: Rendered, plan: Plan, state_dir: str) -> None:
     """Node setup (shared, locked, idempotent), node batch, pod batch, node
     sysctls, nftables: in this order."""
     if rendered.setup_batch.strip():
-        with file_lock(os.path.join(state_dir, "locks", f"setup-{plan.network}.lock")):
+        with file_lock(os.path.join(state_dir, "locks", "setup.lock")):
+            _guard_shared_bridge(rendered, plan)
             system.run_ip_batch(
                 rendered.setup_batch,
                 where=f"node setup, {rendered.source(SETUP_HOST)}",
@@ -67,8 +66,8 @@ def apply(rendered: Rendered, plan: Plan, state_dir: str) -> None:
     try:
         system.run_ip_batch(rendered.host_batch, where=f"node, {rendered.source(ADD_HOST)}")
     except ApplyFailed as exc:
-        # The node end's name was checked free above, so an existing link
-        # here is the pod's interface.
+        # The node end's name was checked free under the attachment lock, so
+        # an existing link here is the pod's interface.
         if "File exists" in exc.reason and exc.line.startswith("link add"):
             raise InterfaceConflict(
                 f"interface {plan.pod.ifname} already exists in {plan.netns}"
@@ -77,3 +76,18 @@ def apply(rendered: Rendered, plan: Plan, state_dir: str) -> None:
     system.run_ip_batch(rendered.pod_batch, netns=plan.netns, where=f"pod, {rendered.source(ADD_POD)}")
     system.write_sysctls(rendered.host_sysctls, where=f"node, {rendered.source(ADD_SYSCTL)}")
     system.run_nft_batch(rendered.host_nft, where=f"node, {rendered.source(ADD_NFT)}")
+
+
+def _guard_shared_bridge(rendered: Rendered, plan: Plan) -> None:
+    """The setup batch reconciles a shared bridge; never let it take over a
+    link of that name that is not a bridge (an uplink, say)."""
+    if f"name {plan.bridge.ifname} type bridge" not in rendered.setup_batch:
+        return
+    links, _ = system.read_state()
+    existing = next((link for link in links if link["ifname"] == plan.bridge.ifname), None)
+    kind = (existing or {}).get("linkinfo", {}).get("info_kind")
+    if existing is not None and kind != "bridge":
+        raise InterfaceConflict(
+            f"node interface {plan.bridge.ifname} exists and is a {kind or 'plain'} link, not a bridge; "
+            "set another name with the config key bridge"
+        )

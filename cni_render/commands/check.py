@@ -97,8 +97,12 @@ def _check_prev_routes(
     }
     for route in prev.get("routes", []):
         dst = ipaddress.ip_network(route["dst"], strict=False)
+        table = route.get("table")
         expected = ExpectedRoute(
-            dst=str(dst), gw=route.get("gw") or gateways.get(dst.version), dev=None
+            dst=str(dst),
+            gw=route.get("gw") or gateways.get(dst.version),
+            dev=None,
+            table="main" if table in (None, 254) else str(table),
         )
         if not route_present(expected, routes):
             raise StateMismatch(f"route {dst} from prevResult is missing in the pod ({ifname})")

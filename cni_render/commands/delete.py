@@ -1,7 +1,8 @@
-"""DEL: release the addresses first (no namespace needed), then tear down.
+"""DEL: undo ADD, and succeed when things are already gone.
 
-Succeeds when things are already gone: twice, without ADD, without
-prevResult, with CNI_NETNS empty or pointing at a deleted namespace.
+Twice, without ADD, without (or with a corrupt) prevResult, with CNI_NETNS
+empty or pointing at a deleted namespace: none of it needs the pod's
+namespace until the node end and the addresses are dealt with.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import ipaddress
 from ..errors import CniError
 from ..plan import build_teardown
 from ..versions import parse_result
-from . import Invocation
-from .teardown import teardown
+from . import Invocation, attachment_lock
+from .teardown import detach
 
 
 def _addresses_from_prev_result(inv: Invocation) -> list[str]:
@@ -28,14 +29,11 @@ def _addresses_from_prev_result(inv: Invocation) -> list[str]:
 
 def run(inv: Invocation) -> None:
     request = inv.request
-    problems: list[CniError] = []
-    released: list[str] = []
-    try:
-        released = inv.ipam().delete()
-    except CniError as exc:
-        problems.append(exc)
-    plan = build_teardown(request, inv.config, released or _addresses_from_prev_result(inv))
-    problems.extend(teardown(inv, plan))
+    ipam = inv.ipam()
+    with attachment_lock(inv):
+        addresses = ipam.held() or _addresses_from_prev_result(inv)
+        plan = build_teardown(request, inv.config, addresses)
+        released, problems = detach(inv, plan, release=ipam.delete)
     for problem in problems[1:]:
         inv.log.error(f"DEL {request.container_id}/{request.ifname}: {problem}")
     if problems:

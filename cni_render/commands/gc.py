@@ -15,7 +15,7 @@ from .. import system
 from ..errors import CniError, InvalidConfig
 from ..plan import TeardownPlan, bridge_link, host_link
 from . import Invocation
-from .teardown import teardown
+from .teardown import detach
 
 VALID_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 ALIAS_PREFIX = "cni-render/"
@@ -75,7 +75,7 @@ def run(inv: Invocation) -> None:
             released=tuple(released),
             ip_masq=config.ip_masq,
         )
-        problems.extend(teardown(inv, plan))
+        problems.extend(detach(inv, plan)[1])
         inv.log.info(f"GC: collected {container_id}/{ifname} {' '.join(released)}".rstrip())
     for problem in problems[1:]:
         inv.log.error(f"GC: {problem}")

@@ -1,49 +1,74 @@
-"""Undoing an attachment's datapath; shared by DEL, GC and ADD's rollback.
+"""Undoing an attachment; shared by DEL, GC and ADD's rollback.
 
-Forgiving by design: "already gone" is success, the pod side runs only when
-its namespace still exists, and a broken teardown template still gets the
-node end deleted.
+Order: the node side (which needs no namespace), then the addresses, but
+only once the node end is gone (an address must not be handed out while a
+route or link still claims it), then the pod side, only when its namespace
+still exists. Forgiving by design: "already gone" is success, a broken
+teardown template still gets the node end deleted, and every problem is
+collected instead of stopping the others.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
 from .. import system
 from ..errors import CniError
 from ..plan import TeardownPlan
+from ..render import Rendered
 from ..template_set import DEL_HOST, DEL_NFT, DEL_POD
 from . import Invocation
 
 
-def teardown(inv: Invocation, plan: TeardownPlan) -> list[CniError]:
-    """Run the teardown templates; returns the problems instead of raising."""
+def _attempt(problems: list[CniError], step: Callable[[], object]) -> bool:
+    try:
+        step()
+    except CniError as exc:
+        problems.append(exc)
+        return False
+    except Exception as exc:  # still a teardown to finish, and one JSON error to print
+        problems.append(CniError(f"internal error during teardown: {exc!r}"))
+        return False
+    return True
+
+
+def detach(
+    inv: Invocation, plan: TeardownPlan, release: Callable[[], list[str]] | None = None
+) -> tuple[list[str], list[CniError]]:
+    """Tear down ``plan``; ``release`` frees the addresses. Returns (released, problems)."""
     if plan.netns and system.netns_problem(plan.netns):
         plan = replace(plan, netns="")
-    try:
-        rendered = inv.renderer().render_teardown(plan)
-    except CniError as exc:
-        try:
-            system.delete_link(plan.host.ifname)
-        except CniError as cleanup_error:
-            return [exc, cleanup_error]
-        return [exc]
     problems: list[CniError] = []
-    gone = system.GONE_MESSAGES
-    steps = (
-        lambda: system.run_ip_batch(
+    rendered: Rendered | None = None
+
+    def render() -> None:
+        nonlocal rendered
+        rendered = inv.renderer().render_teardown(plan)
+
+    if _attempt(problems, render):
+        assert rendered is not None
+        gone = system.GONE_MESSAGES
+        node_ok = _attempt(problems, lambda: system.run_ip_batch(
             rendered.host_batch, where=f"node, {rendered.source(DEL_HOST)}", tolerate=gone
-        ),
-        lambda: system.run_ip_batch(
-            rendered.pod_batch, netns=plan.netns, where=f"pod, {rendered.source(DEL_POD)}", tolerate=gone
-        ),
-        lambda: system.run_nft_batch(
+        ))
+        node_ok &= _attempt(problems, lambda: system.run_nft_batch(
             rendered.host_nft, where=f"node, {rendered.source(DEL_NFT)}", tolerate=gone
-        ),
-    )
-    for step in steps:
-        try:
-            step()
-        except CniError as exc:
-            problems.append(exc)
-    return problems
+        ))
+    else:  # the safety net: the node end is known without any template
+        node_ok = _attempt(problems, lambda: system.delete_link(plan.host.ifname))
+    released: list[str] = []
+    if release is not None:
+        if node_ok:
+            _attempt(problems, lambda: released.extend(release()))
+        else:
+            inv.log.error(
+                f"{plan.command} {plan.container_id}/{plan.ifname}: addresses kept, "
+                f"the node end {plan.host.ifname} could not be removed"
+            )
+    if rendered is not None and plan.netns:
+        _attempt(problems, lambda: system.run_ip_batch(
+            rendered.pod_batch, netns=plan.netns, where=f"pod, {rendered.source(DEL_POD)}",
+            tolerate=system.GONE_MESSAGES,
+        ))
+    return released, problems

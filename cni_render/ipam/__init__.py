@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any, Iterable, Protocol, Union
 
 from ..config import IN_PROCESS_IPAM, NetworkConfig
+from ..errors import InvalidConfig
 from ..request import Request
 from .delegated import DelegatedIpam
 from .local import LocalIpam, requested_addresses
-from .model import parse_ipam_config
+from .model import DEFAULT_DATA_DIR, IpamConfig, parse_ipam_config
 
 
 class Ipam(Protocol):
     def add(self) -> dict[str, Any]: ...
+
+    def held(self) -> list[str]: ...
 
     def delete(self) -> list[str]: ...
 
@@ -23,10 +26,21 @@ class Ipam(Protocol):
     def status(self) -> None: ...
 
 
+def _ipam_config(request: Request, config: NetworkConfig) -> IpamConfig:
+    try:
+        return parse_ipam_config(config.ipam)
+    except InvalidConfig:
+        if request.command != "DEL":
+            raise
+        # DEL releases by attachment and needs only where the store is.
+        data_dir = config.ipam.get("dataDir")
+        return IpamConfig(range_sets=(), data_dir=data_dir if isinstance(data_dir, str) else DEFAULT_DATA_DIR)
+
+
 def select_ipam(request: Request, config: NetworkConfig) -> Union[LocalIpam, DelegatedIpam]:
     if config.ipam_type == IN_PROCESS_IPAM:
         return LocalIpam(
-            config=parse_ipam_config(config.ipam),
+            config=_ipam_config(request, config),
             network=config.name,
             container_id=request.container_id,
             ifname=request.ifname,

@@ -91,8 +91,9 @@ def _reserve_requested(
     store: Store, range_set: RangeSet, index: int, ip: IPAddress, container_id: str, ifname: str
 ) -> Allocation:
     rng = _range_of(range_set, ip)
-    if ip == rng.gateway:
-        raise AddressUnavailable(f"requested address {ip} is the gateway of {rng.subnet}")
+    gateway_of = next((r for r in range_set if r.gateway == ip), None)
+    if gateway_of is not None:
+        raise AddressUnavailable(f"requested address {ip} is the gateway of {gateway_of.subnet}")
     if not store.reserve(ip, container_id, ifname, index):
         owner = store.owner(str(ip))
         held_by = f" by container {owner[0]}" if owner else ""
@@ -103,8 +104,9 @@ def _reserve_requested(
 def _reserve_next(
     store: Store, range_set: RangeSet, index: int, taken: set[str], container_id: str, ifname: str
 ) -> Allocation:
+    gateways = {r.gateway for r in range_set}
     for rng, ip in _candidates(range_set, store.last_reserved(index)):
-        if ip == rng.gateway or str(ip) in taken:
+        if ip in gateways or str(ip) in taken:
             continue
         if store.reserve(ip, container_id, ifname, index):
             return _allocation(rng, ip, index)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .. import system
-from ..errors import CniError, DelegateFailed, InvalidConfig
+from ..errors import ApplyFailed, CniError, DelegateFailed, InvalidConfig
 from ..versions import parse_result
 
 
@@ -37,12 +37,25 @@ class DelegatedIpam:
         return stdout
 
     def add(self) -> dict[str, Any]:
-        stdout = self._run("ADD")
         try:
-            document = json.loads(stdout)
-        except ValueError as exc:
-            raise DelegateFailed(f"IPAM plugin {self.plugin_type} ADD printed no JSON result") from exc
-        return parse_result(document, f"IPAM plugin {self.plugin_type} result")
+            stdout = self._run("ADD")
+        except ApplyFailed:  # timed out: it may have allocated
+            self._release_quietly()
+            raise
+        try:
+            return parse_result(json.loads(stdout), f"IPAM plugin {self.plugin_type} result")
+        except (ValueError, CniError) as exc:
+            self._release_quietly()  # it said it succeeded, so it holds something
+            raise DelegateFailed(f"IPAM plugin {self.plugin_type} ADD printed no usable result: {exc}") from exc
+
+    def _release_quietly(self) -> None:
+        try:
+            self._run("DEL")
+        except CniError:
+            pass
+
+    def held(self) -> list[str]:
+        return []  # only the delegate knows; DEL uses prevResult's addresses
 
     def delete(self) -> list[str]:
         self._run("DEL")

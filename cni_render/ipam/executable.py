@@ -57,6 +57,11 @@ def handle_ipam(environ: Mapping[str, str], raw: bytes, stderr: TextIO | None) -
     except CniError as exc:
         log.error(f"{environ.get('CNI_COMMAND')} {environ.get('CNI_CONTAINERID', '')}: {exc}")
         return Outcome(1, exc.to_json(version))
+    except Exception as exc:  # a bug or an unexpected OS error: still one JSON document
+        import traceback
+
+        log.error(traceback.format_exc())
+        return Outcome(1, CniError(f"internal error: {exc!r}").to_json(version))
     if output is None:
         return Outcome(0, "")
     return Outcome(0, json.dumps(convert_result(output, version)))

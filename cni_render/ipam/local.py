@@ -65,6 +65,11 @@ class LocalIpam:
         result["routes"] = [route.to_result() for route in self.config.routes]
         return result
 
+    def held(self) -> list[str]:
+        """The addresses of this attachment, without releasing them."""
+        with self.store.locked() as store:
+            return store.find(self.container_id, self.ifname)
+
     def delete(self) -> list[str]:
         """Release every address of (container, ifname); returns them."""
         with self.store.locked() as store:
@@ -74,7 +79,8 @@ class LocalIpam:
         return released
 
     def check(self, expected: Iterable[str]) -> None:
-        held = set(self.store.find(self.container_id, self.ifname))
+        with self.store.locked() as store:
+            held = set(store.find(self.container_id, self.ifname))
         if not held:
             raise StateMismatch(
                 f"no address is allocated to container {self.container_id} "

@@ -66,9 +66,10 @@ class Store:
         return os.path.join(self.directory, _INDEX_DIR, key)
 
     def _index_read(self, container_id: str, ifname: str) -> list[str] | None:
+        """The indexed addresses; None (scan instead) when there is no usable index."""
         try:
             with open(self._index_path(container_id, ifname)) as handle:
-                return [line for line in handle.read().split() if line]
+                return [line for line in handle.read().split() if line] or None
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -90,9 +91,11 @@ class Store:
         remaining = [entry for entry in self._index_read(container_id, ifname) or [] if entry != ip]
         path = self._index_path(container_id, ifname)
         try:
-            if remaining:
-                with open(path, "w") as handle:
+            if remaining:  # a new file renamed into place: never a half-written index
+                temporary = f"{path}.tmp-{os.getpid()}-{id(remaining)}"
+                with open(temporary, "w") as handle:
                     handle.write("".join(f"{entry}\n" for entry in remaining))
+                os.replace(temporary, path)
             else:
                 os.unlink(path)
         except FileNotFoundError:

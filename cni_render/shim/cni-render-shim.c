@@ -14,12 +14,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -68,7 +70,8 @@ static int read_all(int fd, struct buffer *b, size_t limit) {
 
 static int write_all(int fd, const char *data, size_t length) {
     while (length) {
-        ssize_t n = write(fd, data, length);
+        ssize_t n = send(fd, data, length, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK) n = write(fd, data, length);
         if (n < 0) { if (errno == EINTR) continue; return -1; }
         data += n;
         length -= (size_t)n;
@@ -121,6 +124,7 @@ static void fallback(const struct buffer *input, const char *why) {
 }
 
 int main(void) {
+    signal(SIGPIPE, SIG_IGN);  /* a daemon that goes away is an error to report, not a silent death */
     const char *command = getenv("CNI_COMMAND");
     struct buffer input = {0};
     if (!command) {  /* run by a person: the Python CLI */
@@ -165,9 +169,12 @@ int main(void) {
     if (write_all(sock, header, (size_t)header_length) != 0 || write_all(sock, env.data ? env.data : "", env.length) != 0 ||
         write_all(sock, input.data ? input.data : "", input.length) != 0) {
         close(sock);
-        fallback(&input, "the daemon did not take the request");  /* nothing ran: safe to retry here */
+        /* the daemon refuses a request cut short, so nothing ran: doing it here is safe */
+        fallback(&input, "the daemon did not take the request");
     }
     shutdown(sock, SHUT_WR);
+    struct timeval timeout = {.tv_sec = 220};  /* the runtime gives a pod about 4 minutes */
+    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
 
     struct buffer answer = {0};
     int failed = read_all(sock, &answer, 4 * (size_t)MAX_INPUT);
@@ -184,7 +191,7 @@ int main(void) {
     if (failed || !newline || sscanf(answer.data, "%d %zu %zu", &code, &out_length, &err_length) != 3 ||
         (size_t)(answer.data + answer.length - (newline + 1)) < out_length + err_length) {
         printf("{\"cniVersion\": \"1.1.0\", \"code\": 11, \"msg\": \"Try again later\", "
-               "\"details\": \"the cni-render daemon closed the connection before answering\"}\n");
+               "\"details\": \"the cni-render daemon did not finish answering\"}\n");
         return 1;
     }
     write_all(2, newline + 1 + out_length, err_length);
