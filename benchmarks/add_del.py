@@ -210,7 +210,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("run as root: the benchmark creates network namespaces", file=sys.stderr)
         return 1
-    tmp = Path(tempfile.mkdtemp(prefix="cni-render-bench-"))
+    # State on tmpfs for both plugins, as on a node (/run is tmpfs).
+    tmp = Path(tempfile.mkdtemp(prefix="cni-render-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     node = Node(tmp)
     table: dict[str, dict[str, float]] = {}
     try:

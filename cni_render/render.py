@@ -135,6 +135,16 @@ class TemplateSetLoader(jinja2.BaseLoader):
                 return source, filename, _unless_overridden(current, override)
         raise jinja2.TemplateNotFound(template)
 
+    def locate(self, template: str) -> str:
+        """Which file ``template`` comes from, without reading it."""
+        if self.override_dir and os.path.isfile(os.path.join(self.override_dir, template)):
+            return os.path.join(self.override_dir, template)
+        for directory in self.builtin:
+            builtin = directory.joinpath(template)
+            if builtin.is_file():
+                return os.fspath(builtin) if isinstance(builtin, os.PathLike) else template
+        return template
+
     def builtin_files(self) -> dict[str, Traversable]:
         """Every built-in template of the set (common files included), by name."""
         files: dict[str, Traversable] = {}
@@ -197,7 +207,6 @@ class Renderer:
         self.loader = TemplateSetLoader(template_set, override_dir)
         self.batch_env = _environment(self.loader, batch_token, cache_dir)
         self.json_env = _environment(self.loader, json_value, cache_dir)
-        self._sources: dict[str, str] | None = None
 
     def exists(self, slot: str) -> bool:
         try:
@@ -217,8 +226,7 @@ class Renderer:
             raise TemplateError(f"template {exc.name} not found in set {self.loader.template_set}") from exc
 
     def path_of(self, name: str) -> str:
-        _, filename, _ = self.loader.get_source(self.batch_env, name)
-        return filename or name
+        return self.loader.locate(name)
 
     def render_slot(self, slot: str, context: dict[str, Any], required: bool = False) -> str:
         name = slot + TEMPLATE_SUFFIX
@@ -265,15 +273,10 @@ class Renderer:
 
     def path(self, slot: str) -> str:
         """The file a slot's template comes from (override, set or common)."""
-        try:
-            return self.path_of(slot + TEMPLATE_SUFFIX)
-        except jinja2.TemplateNotFound:
-            return slot + TEMPLATE_SUFFIX
+        return self.loader.locate(slot + TEMPLATE_SUFFIX)
 
     def sources(self) -> dict[str, str]:
-        if self._sources is None:
-            self._sources = {slot: self.path(slot) for slot in SLOTS}
-        return self._sources
+        return {slot: self.path(slot) for slot in SLOTS}
 
 
 _SHARED: dict[tuple[str, str | None, str | None], Renderer] = {}
