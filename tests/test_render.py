@@ -193,7 +193,8 @@ def test_builtin_templates_are_package_data():
     from cni_render.resources import templates_root
 
     names = {p.name for p in templates_root().joinpath("routed").iterdir()}
-    assert {"add-host.ip.j2", "add-pod.ip.j2", "result.json.j2", "del-host.ip.j2"} <= names
+    assert {"add-host.ip.j2", "add-pod.ip.j2", "result.json.j2"} <= names
+    assert "del-host.ip.j2" in {p.name for p in templates_root().joinpath("common").iterdir()}
     assert "site-packages" in str(templates_root().joinpath("routed").joinpath("add-host.ip.j2"))
 
 
