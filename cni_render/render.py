@@ -208,13 +208,6 @@ class Renderer:
         self.batch_env = _environment(self.loader, batch_token, cache_dir)
         self.json_env = _environment(self.loader, json_value, cache_dir)
 
-    def exists(self, slot: str) -> bool:
-        try:
-            self.loader.get_source(self.batch_env, slot + TEMPLATE_SUFFIX)
-        except jinja2.TemplateNotFound:
-            return False
-        return True
-
     def compile(self, name: str) -> None:
         """Compile one template file (TemplateError with file and line if it cannot)."""
         env = self.json_env if name.endswith(".json" + TEMPLATE_SUFFIX) else self.batch_env

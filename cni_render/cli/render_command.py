@@ -11,7 +11,7 @@ import json
 from typing import Any, TextIO
 
 from ..expect import expectations
-from ..preview import PREVIEW_MTU, Preview, preview
+from ..preview import Preview, preview
 from ..render import Renderer
 from ..request import Request, parse_cni_args, validate_container_id, validate_ifname, validate_netns
 from ..template_set import (
@@ -108,5 +108,3 @@ def as_json(shown: Preview, version: str, command: str) -> dict[str, Any]:
         "templates": dict(add.sources),
     }
 
-
-DEFAULT_MTU = PREVIEW_MTU
