@@ -48,7 +48,10 @@ cp "$bin/pause" "$work/pause/pause"
 simple_image pause "$PAUSE_IMAGE" "$work/pause" /pause
 
 busybox_tree "$work/testimg"
-echo "cni-render test image" > "$work/testimg/www/index.html"
+echo "It works!" > "$work/testimg/www/index.html"
+mkdir -p "$work/testimg/www/cgi-bin"   # /cgi-bin/whoami: the caller's address, as this pod sees it
+printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%%s\\n" "$REMOTE_ADDR"\n' > "$work/testimg/www/cgi-bin/whoami"
+chmod +x "$work/testimg/www/cgi-bin/whoami"
 simple_image testimg "$TEST_IMAGE" "$work/testimg" /bin/httpd -f -p 8080 -h /www
 
 busybox_tree "$work/busybox"

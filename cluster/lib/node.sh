@@ -52,10 +52,10 @@ node_up() {
     spawn "$name-containerd" "$group/daemons" nsenter --target "$(anchor_pid "$name")" --mount --uts --net \
         containerd --config "$dir/containerd.toml"
     wait_for 60 "$name's containerd" in_node "$name" ctr --address /run/containerd/containerd.sock version
-    local archive
-    for archive in "$CACHE_ROOT"/images/*.tar; do
+    local image
+    for image in pause testimg busybox agnhost; do
         in_node "$name" ctr --address /run/containerd/containerd.sock -n k8s.io images import \
-            --no-unpack=false "$archive" >/dev/null || die "importing $archive into $name failed"
+            "$CACHE_ROOT/images/$image.tar" >/dev/null || die "importing the $image image into $name failed"
     done
     spawn "$name-kubelet" "$group/daemons" nsenter --target "$(anchor_pid "$name")" --mount --uts --net \
         "$bin/kubelet" --config="$dir/kubelet.yaml" --kubeconfig="$STATE/kubelet-$name.kubeconfig" \
@@ -134,4 +134,16 @@ conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 healthzBindAddress: "0.0.0.0:10256"
 metricsBindAddress: "127.0.0.1:10249"
 YAML
+}
+
+# load_image ARCHIVE: import a docker-archive into every running node's
+# containerd, where it is not there yet (what `kind load docker-image` does).
+load_image() {
+    local archive=$1 dir name
+    for dir in "$STATE"/nodes/*/; do
+        name=$(basename "$dir")
+        node_alive "$name" || continue
+        in_node "$name" ctr --address /run/containerd/containerd.sock -n k8s.io images import \
+            "$archive" >/dev/null || die "importing $archive into $name failed"
+    done
 }
