@@ -352,3 +352,29 @@ def writable_dir_problem(path: str) -> str | None:
     except OSError as exc:
         return f"{path}: {exc.strerror}"
     return None
+
+
+# --- The node agent (cni_render.node): read-only ip queries and its daemon child ---
+
+
+def ip_query(args: Sequence[str]) -> Any:
+    """``ip -json -Numeric ARGS`` parsed: read-only questions such as
+    ``route get ADDR`` or ``-6 route show table main`` (protocols as numbers)."""
+    import json
+
+    status, output = _spawn([_binary("ip"), "-json", "-Numeric", *args], b"")
+    if status != 0:
+        raise ApplyFailed(f"ip {' '.join(args)}: {output.strip() or f'exit status {status}'}")
+    try:
+        return json.loads(output) if output.strip() else []
+    except ValueError as exc:
+        raise ApplyFailed(f"ip {' '.join(args)}: unreadable answer {output[:200]!r}") from exc
+
+
+def start_process(argv: Sequence[str]) -> subprocess.Popen:
+    """Start a long-running child (the node agent's daemon) with its stderr on
+    a pipe for the caller to read, and stdin closed."""
+    try:
+        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise ApplyFailed(f"cannot start {argv[0]}: {exc.strerror}") from exc
