@@ -87,7 +87,7 @@ class TeardownPlan:
     netns: str
     host: Link
     bridge: Link
-    released: tuple[str, ...]  # addresses IPAM released (bare IPs), for cleanup templates
+    released: tuple[str, ...]  # addresses this attachment holds and this call releases (bare IPs)
     ip_masq: bool
     args: Mapping[str, str] = field(default_factory=dict)
     runtime_config: Mapping[str, Any] = field(default_factory=dict)

@@ -3,14 +3,22 @@
 Twice, without ADD, without (or with a corrupt) prevResult, with CNI_NETNS
 empty or pointing at a deleted namespace: none of it needs the pod's
 namespace until the node end and the addresses are dealt with.
+
+Node state keyed by a pod address (masquerade elements, whatever an
+operator's teardown template does per address) is removed only for the
+addresses this attachment still holds: a repeated DEL of an old sandbox,
+carrying its cached prevResult, must not touch the pod that holds the same
+address now.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
+from .. import system
 from ..errors import CniError
-from ..plan import build_teardown
+from ..ipam import Ipam
+from ..plan import build_teardown, host_link
 from ..versions import parse_result
 from . import Invocation, attachment_lock
 from .teardown import detach
@@ -27,17 +35,35 @@ def _addresses_from_prev_result(inv: Invocation) -> list[str]:
         return []
 
 
+def owned_addresses(inv: Invocation, ipam: Ipam) -> list[str]:
+    """The addresses this attachment holds, read under its lock.
+
+    cni-render-ipam records owners, so its word is final. A delegated IPAM
+    cannot be asked; prevResult's addresses count only while this
+    attachment's node end exists: its ADD got them, and no other pod can
+    hold them before that link is gone (DEL removes it before releasing).
+    """
+    if ipam.knows_owners:
+        return ipam.held()
+    request = inv.request
+    host = host_link(inv.config.name, request.container_id, request.ifname)
+    if system.link_exists(host.ifname):
+        return _addresses_from_prev_result(inv)
+    return []
+
+
 def run(inv: Invocation) -> None:
     request = inv.request
     ipam = inv.ipam()
     with attachment_lock(inv):
-        addresses = ipam.held() or _addresses_from_prev_result(inv)
-        plan = build_teardown(request, inv.config, addresses)
+        owned = owned_addresses(inv, ipam)
+        plan = build_teardown(request, inv.config, owned)
         released, problems = detach(inv, plan, release=ipam.delete)
     for problem in problems[1:]:
         inv.log.error(f"DEL {request.container_id}/{request.ifname}: {problem}")
     if problems:
         raise problems[0]
     inv.log.info(
-        f"DEL {request.container_id}/{request.ifname}: released {', '.join(released) or 'nothing'}"
+        f"DEL {request.container_id}/{request.ifname}: released "
+        f"{', '.join(released or plan.released) or 'nothing'}"
     )

@@ -1,11 +1,16 @@
 """Undoing an attachment; shared by DEL, GC and ADD's rollback.
 
-Order: the node side (which needs no namespace), then the addresses, but
-only once the node end is gone (an address must not be handed out while a
-route or link still claims it), then the pod side, only when its namespace
-still exists. Forgiving by design: "already gone" is success, a broken
-teardown template still gets the node end deleted, and every problem is
-collected instead of stopping the others.
+Order: the node side (which needs no namespace): first what is keyed by
+the attachment's addresses (masquerade elements), then the node end; then
+the addresses, but only once the node end is gone (an address must not be
+handed out while a route or link still claims it); then the pod side, only
+when its namespace still exists. ``plan.released`` holds only addresses the
+attachment still owns (see commands.delete.owned_addresses), so nothing of
+another pod that got the same address since is touched.
+
+Forgiving by design: "already gone" is success, a broken teardown template
+still gets the node end deleted, and every problem is collected instead of
+stopping the others.
 """
 
 from __future__ import annotations
@@ -49,11 +54,13 @@ def detach(
     if _attempt(problems, render):
         assert rendered is not None
         gone = system.GONE_MESSAGES
-        node_ok = _attempt(problems, lambda: system.run_ip_batch(
-            rendered.host_batch, where=f"node, {rendered.source(DEL_HOST)}", tolerate=gone
-        ))
-        node_ok &= _attempt(problems, lambda: system.run_nft_batch(
+        # State keyed by address first, while the node end still proves that
+        # this attachment holds plan.released: a retry after a failure here
+        # finds the link and the addresses again and redoes it.
+        node_ok = _attempt(problems, lambda: system.run_nft_batch(
             rendered.host_nft, where=f"node, {rendered.source(DEL_NFT)}", tolerate=gone
+        )) and _attempt(problems, lambda: system.run_ip_batch(
+            rendered.host_batch, where=f"node, {rendered.source(DEL_HOST)}", tolerate=gone
         ))
     else:  # the safety net: the node end is known without any template
         node_ok = _attempt(problems, lambda: system.delete_link(plan.host.ifname))

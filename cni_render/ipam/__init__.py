@@ -13,6 +13,9 @@ from .model import DEFAULT_DATA_DIR, IpamConfig, parse_ipam_config
 
 
 class Ipam(Protocol):
+    # Whether held() is the truth; a delegate cannot say what it holds.
+    knows_owners: bool
+
     def add(self) -> dict[str, Any]: ...
 
     def held(self) -> list[str]: ...

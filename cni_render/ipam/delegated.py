@@ -21,6 +21,7 @@ class DelegatedIpam:
     environ: Mapping[str, str]
     raw_config: bytes
     cni_path: tuple[str, ...]
+    knows_owners = False  # only the delegate knows what it holds
 
     def _run(self, command: str, stdin: bytes | None = None) -> bytes:
         path = system.find_plugin(self.plugin_type, self.cni_path)
@@ -55,7 +56,7 @@ class DelegatedIpam:
             pass
 
     def held(self) -> list[str]:
-        return []  # only the delegate knows; DEL uses prevResult's addresses
+        return []  # only the delegate knows; see commands.delete.owned_addresses
 
     def delete(self) -> list[str]:
         self._run("DEL")

@@ -51,6 +51,7 @@ class LocalIpam:
     ifname: str = ""
     requested: tuple[IPAddress, ...] = ()
     store: Store = None  # type: ignore[assignment]
+    knows_owners = True  # every address file names its attachment
 
     def __post_init__(self) -> None:
         if self.store is None:
