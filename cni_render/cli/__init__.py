@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--set", choices=("routed", "bridge", "all"), default="routed")
     export.add_argument("--force", action="store_true", help="overwrite files that exist")
 
+    from .node_command import add_node_parser  # the node agent: cni-render node ...
+
+    add_node_parser(commands)
+
     status = commands.add_parser(
         "status",
         help="show what cni-render has allocated on this node",
@@ -102,6 +106,10 @@ def cli_main(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
         return 2
     from ..errors import CniError
 
+    if args.command == "node":
+        from .node_command import run as node
+
+        return node(args, stdout, stderr)
     try:
         return _run(args, stdout)
     except CniError as exc:

@@ -1,0 +1,15 @@
+"""The node agent: ``cni-render node``, the DaemonSet container's command.
+
+On each node, in this order: the static shim into the runtime's plugin
+directory (:mod:`cni_render.install`), the daemon started and answering
+STATUS (:mod:`.daemon_child`), and only then the conflist
+(:mod:`.conflist`) from the Node's ``spec.podCIDRs``. Then it keeps the node
+right: host-gw routes to the other nodes' pod CIDRs (:mod:`.routes`), egress
+masquerade (:mod:`.masquerade`), template overrides from a ConfigMap
+(:mod:`.overrides`), metrics (:mod:`.metrics`), and a periodic re-check of
+the shim and the conflist (:mod:`.agent`).
+
+Planning and rendering are pure (node lists in, batches out); the commands
+run through :mod:`cni_render.system`, files are written by :mod:`.files`,
+and the Kubernetes API is only reached from :mod:`.cluster`.
+"""

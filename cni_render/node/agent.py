@@ -1,0 +1,311 @@
+"""``cni-render node``: the agent's life on a node.
+
+Start, in this order: (1) the static shim into the runtime's plugin
+directory, (2) the daemon, started and answering, (3) only then the
+conflist, from the Node's ``spec.podCIDRs``, after the daemon answered
+STATUS for exactly that conflist. Then reconcile: on every change of a Node,
+of the settings or of the template overrides, and every ``resyncSeconds``
+(default 30) regardless, every step compares what the node has with what it
+should have and fixes only the difference: shim, daemon, templates,
+conflist, routes, masquerade. A failing step is logged and counted, and
+the others still run.
+
+SIGTERM stops the watches, lets the daemon finish its calls in flight, and
+leaves the conflist and the shim in place: a restart or an upgrade must not
+make the node NotReady or leave pods that cannot be deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, TextIO
+
+from .. import system
+from . import files
+from .conflist import NO_POD_CIDR, plugin_config
+from .daemon_child import DaemonChild
+from .masquerade import apply_masquerade
+from .metrics import IpamCollector, Metrics, ipam_usage, serve_metrics
+from .nodeinfo import NodeInfo, node_from_dict
+from .overrides import TemplateOverrides
+from .routes import apply_routes, kernel_not_on_link, read_current_routes
+from .settings import (
+    SETTINGS_CONFIGMAP,
+    TEMPLATES_CONFIGMAP,
+    Paths,
+    Settings,
+    SettingsError,
+    parse_settings,
+    split_address,
+)
+from .state import DesiredState, NodeFacts, desired_state, node_conflist
+from .uninstall import uninstalled_since
+
+FIRST_STATUS_SECONDS = 60.0  # the daemon imports everything before it answers
+STATUS_SECONDS = 10.0
+SYNC_SECONDS = 30.0
+
+
+class Agent:
+    def __init__(self, paths: Paths, cluster: Any, log: TextIO = sys.stderr, metrics: Metrics | None = None):
+        self.paths = paths
+        self.cluster = cluster
+        self.log = log
+        self.metrics = metrics or Metrics()
+        self.daemon = DaemonChild(paths.socket, self.metrics, log)
+        self.overrides = TemplateOverrides(paths.templates)
+        self.settings = Settings()
+        self.nodes: dict[str, NodeInfo] = {}
+        self.own_node: dict[str, Any] = {"metadata": {"name": paths.node_name}}
+        self.templates: dict[str, str] = {}
+        self.templates_seen: dict[str, str] | None = None
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.nodes_synced = threading.Event()
+        self.started = time.time()
+        self.last_loop = time.monotonic()
+        self.announced: dict[str, str] = {}
+        self.last_masquerade = ""
+        self.conflist_document: dict | None = None
+        self.conflist_written = False
+        self.templates_synced = threading.Event()
+
+    # --- life ---------------------------------------------------------------
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.shutdown())
+        self.say(f"starting on node {self.paths.node_name}")
+        self.step("shim", self.ensure_shim)
+        self.daemon.start()
+        self.step("settings", lambda: self.set_settings(self.cluster.get_config_map(SETTINGS_CONFIGMAP)))
+        self.step("templates", self.overrides.ensure)
+        self.watch_in_background()
+        for synced in (self.nodes_synced, self.templates_synced):  # the first conflist sees both
+            synced.wait(SYNC_SECONDS)
+        self.step("metrics", self.serve_metrics)
+        try:
+            while not self.stop.is_set():
+                self.reconcile()
+                self.wake.wait(self.settings.resync_seconds)
+                self.wake.clear()
+        finally:
+            self.say("stopping: the daemon finishes its calls; the conflist and the shim stay")
+            self.daemon.stop()
+        return 0
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def watch_in_background(self) -> None:
+        watches: list[Callable[[], None]] = [
+            lambda: self.cluster.watch_nodes(self.nodes_listed, self.node_changed, self.stop),
+            lambda: self.cluster.watch_config_map(SETTINGS_CONFIGMAP, self.settings_changed, self.stop),
+            lambda: self.cluster.watch_config_map(TEMPLATES_CONFIGMAP, self.templates_changed, self.stop),
+        ]
+        for number, target in enumerate(watches):
+            threading.Thread(target=target, name=f"watch-{number}", daemon=True).start()
+
+    def serve_metrics(self) -> None:
+        host, port = split_address(self.settings.metrics_address)
+        self.metrics.registry.register(
+            IpamCollector(lambda: ipam_usage(self.conflist_document, self.paths.ipam_dir))
+        )
+        serve_metrics(host, port, self.metrics, self.health)
+        self.say(f"metrics on {self.settings.metrics_address} (/metrics, /healthz)")
+
+    def health(self) -> str | None:
+        """None while the reconcile loop runs and the daemon lives (liveness)."""
+        late = time.monotonic() - self.last_loop - 3 * self.settings.resync_seconds
+        if late > 60:
+            return f"the reconcile loop has not run for {late:.0f} s past its period"
+        if not self.daemon.alive():
+            return "the daemon is not running"
+        return None
+
+    # --- what the watches report ----------------------------------------------
+
+    def nodes_listed(self, items: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.nodes = {}
+            for item in items:
+                self._remember(item)
+        self.nodes_synced.set()
+        self.wake.set()
+
+    def node_changed(self, kind: str, item: dict[str, Any]) -> None:
+        info = node_from_dict(item)
+        with self.lock:
+            before = self.nodes.get(info.name)
+            if kind == "DELETED":
+                self.nodes.pop(info.name, None)
+            else:
+                self._remember(item)
+            changed = before != self.nodes.get(info.name)
+        if changed:  # status heartbeats change nothing the agent uses
+            self.wake.set()
+
+    def _remember(self, item: dict[str, Any]) -> None:
+        info = node_from_dict(item)
+        self.nodes[info.name] = info
+        if info.name == self.paths.node_name:
+            self.own_node = item
+
+    def settings_changed(self, data: dict[str, str] | None) -> None:
+        self.set_settings(data)
+        self.wake.set()
+
+    def set_settings(self, data: dict[str, str] | None) -> None:
+        try:
+            settings = parse_settings(data)
+        except SettingsError as exc:
+            self.announce("SettingsRefused", f"{exc}; keeping the settings in use")
+            return
+        with self.lock:
+            self.settings = settings
+
+    def templates_changed(self, data: dict[str, str] | None) -> None:
+        with self.lock:
+            self.templates = dict(data or {})
+        self.templates_synced.set()
+        self.wake.set()
+
+    # --- reconcile ------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        self.last_loop = time.monotonic()
+        if uninstalled_since(self.paths, self.started):
+            self.announce("Uninstalled", "`cni-render node uninstall` ran: nothing is restored; delete the DaemonSet")
+            return
+        with self.lock:
+            settings, nodes, templates = self.settings, list(self.nodes.values()), dict(self.templates)
+        self.step("shim", self.ensure_shim)
+        self.step("daemon", self.daemon.ensure_running)
+        facts = self.facts()
+        desired = self.step(
+            "plan",
+            lambda: desired_state(
+                self.paths.node_name, nodes, settings, facts, read_current_routes(), kernel_not_on_link
+            ),
+        )
+        if desired is None:
+            return
+        self.step("templates", lambda: self.ensure_templates(templates, desired, nodes, settings, facts))
+        self.step("conflist", lambda: self.ensure_conflist(desired))
+        self.step("routes", lambda: self.ensure_routes(desired))
+        self.step("masquerade", lambda: self.ensure_masquerade(desired))
+
+    def facts(self) -> NodeFacts:
+        return node_facts(self.paths)
+
+    def ensure_shim(self) -> None:
+        with open(self.paths.shim, "rb") as handle:
+            wanted = handle.read()
+        if files.read_bytes(os.path.join(self.paths.cni_bin_dir, "cni-render")) == wanted:
+            return
+        from ..install import install_shim
+
+        for path in install_shim(self.paths.cni_bin_dir, self.paths.shim):
+            self.say(f"installed the shim {path}")
+        self.metrics.shim_installs.inc()
+
+    def ensure_templates(
+        self, templates: dict[str, str], desired: DesiredState, nodes: list[NodeInfo], settings: Settings,
+        facts: NodeFacts,
+    ) -> None:
+        if templates == self.templates_seen:
+            return
+        mine = next((n for n in nodes if n.name == self.paths.node_name), NodeInfo(self.paths.node_name))
+        document = desired.conflist or node_conflist(mine, settings, facts, sample=True)
+        outcome = self.overrides.apply(templates, document)
+        self.templates_seen = templates
+        if outcome.refused:
+            self.metrics.template_refusals.inc()
+            details = "; ".join(outcome.problems)
+            self.announce("TemplatesRefused", f"template overrides {outcome.digest} refused, the last good set "
+                          f"({self.overrides.current_digest()}) keeps serving: {details}")
+        elif outcome.changed:
+            self.metrics.template_reloads.inc()
+            self.announce("TemplatesReloaded", f"template overrides {outcome.digest} active "
+                          f"({len(templates)} files)", warning=False)
+
+    def ensure_conflist(self, desired: DesiredState) -> None:
+        content = desired.conflist_bytes
+        if content is None:
+            self.announce("NoPodCIDR", desired.conflist_problem or NO_POD_CIDR.format(node=self.paths.node_name))
+            return
+        self.conflist_document = desired.conflist
+        if files.read_bytes(self.paths.conflist) == content:
+            return
+        first = not self.conflist_written
+        problem = self.daemon.wait_until_status(
+            plugin_config(desired.conflist or {}), FIRST_STATUS_SECONDS if first else STATUS_SECONDS
+        )
+        if problem:
+            self.announce("DaemonNotReady", f"the conflist is not written while the daemon does not answer: {problem}")
+            return
+        files.write_if_changed(self.paths.conflist, content)
+        self.metrics.conflist_writes.inc()
+        self.conflist_written = True
+        self.say(f"wrote {self.paths.conflist}")
+
+    def ensure_routes(self, desired: DesiredState) -> None:
+        for warning in desired.routes.warnings:
+            self.announce("RouteSkipped", warning, key=warning)
+        if desired.routes.changes:
+            apply_routes(desired.routes)
+            for route in desired.routes.replace:
+                self.say(f"route {route.dst} via {route.via} (node {route.node})")
+            for route in desired.routes.delete:
+                self.say(f"route {route.dst} removed (its node is gone)")
+        counts = {4: 0, 6: 0}
+        for route in desired.routes.desired:
+            counts[6 if ":" in route.dst else 4] += 1
+        self.metrics.set_routes(counts)
+
+    def ensure_masquerade(self, desired: DesiredState) -> None:
+        apply_masquerade(desired.masquerade_batch)  # atomic and idempotent: replaced whole, every round
+        if desired.masquerade_batch != self.last_masquerade:
+            self.say("masquerade " + ("updated" if "masquerade" in desired.masquerade_batch else "off"))
+            self.last_masquerade = desired.masquerade_batch
+
+    # --- reporting ------------------------------------------------------------
+
+    def step(self, name: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except Exception as exc:
+            self.metrics.errors.labels(step=name).inc()
+            self.say(f"{name}: {exc}")
+            return None
+
+    def say(self, message: str) -> None:
+        self.log.write(f"cni-render node: {message}\n")
+        self.log.flush()
+
+    def announce(self, reason: str, message: str, warning: bool = True, key: str | None = None) -> None:
+        """Log ``message`` and post it as an Event on the Node, once per distinct message."""
+        key = key or reason
+        if self.announced.get(key) == message:
+            return
+        self.announced[key] = message
+        self.say(f"{reason}: {message}")
+        try:
+            self.cluster.node_event(self.own_node, reason, message, warning=warning)
+        except Exception as exc:
+            self.say(f"cannot post the event {reason}: {exc}")
+
+
+def node_facts(paths: Paths) -> NodeFacts:
+    """What the conflist needs from the node itself (read-only)."""
+    return NodeFacts(
+        uplink_mtu=system.default_route_mtu(),
+        portmap=os.path.isfile(os.path.join(paths.cni_bin_dir, "portmap")),
+        template_dir=paths.templates,
+    )

@@ -1,0 +1,158 @@
+"""The Kubernetes API, through the official ``kubernetes`` client: list and
+watch (with resourceVersion) Nodes and the agent's two ConfigMaps, read its
+own Node, and post Events on it. The only module that imports the client.
+
+Objects are handed on in their JSON form (dicts, as ``kubectl get -o json``
+shows them), so everything after this module is plain data.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable, TextIO
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+WATCH_SECONDS = 300  # the API server ends each watch after this; it is resumed from the last version
+RETRY_SECONDS = (1, 2, 5, 10, 30)
+EVENTS_NAMESPACE = "default"  # where the kubelet puts a Node's events; `kubectl describe node` shows them
+GONE = 410
+
+# on_sync(every object, listed) and on_event(type, object) receive JSON-form dicts
+OnSync = Callable[[list[dict[str, Any]]], None]
+OnEvent = Callable[[str, dict[str, Any]], None]
+
+
+class Cluster:
+    def __init__(self, namespace: str, log: TextIO = sys.stderr):
+        try:
+            config.load_incluster_config()
+        except ConfigException:
+            config.load_kube_config()  # `cni-render node render` run outside the cluster
+        self.core = client.CoreV1Api()
+        self.namespace = namespace
+        self.log = log
+
+    def get_node(self, name: str) -> dict[str, Any]:
+        return _json(self.core.read_node(name, _preload_content=False))
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return list(_json(self.core.list_node(_preload_content=False)).get("items") or [])
+
+    def get_config_map(self, name: str) -> dict[str, str] | None:
+        try:
+            found = _json(self.core.read_namespaced_config_map(name, self.namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(found.get("data") or {})
+
+    def watch_nodes(self, on_sync: OnSync, on_event: OnEvent, stop: threading.Event) -> None:
+        self._list_and_watch("nodes", self.core.list_node, {}, on_sync, on_event, stop)
+
+    def watch_config_map(
+        self, name: str, on_data: Callable[[dict[str, str] | None], None], stop: threading.Event
+    ) -> None:
+        """Call ``on_data`` with the ConfigMap's data whenever it changes (None: it does not exist)."""
+
+        def synced(items: list[dict[str, Any]]) -> None:
+            on_data(dict(items[0].get("data") or {}) if items else None)
+
+        def event(kind: str, item: dict[str, Any]) -> None:
+            on_data(None if kind == "DELETED" else dict(item.get("data") or {}))
+
+        selector = {"namespace": self.namespace, "field_selector": f"metadata.name={name}"}
+        self._list_and_watch(f"configmap {name}", self.core.list_namespaced_config_map, selector, synced, event, stop)
+
+    def _list_and_watch(
+        self,
+        what: str,
+        list_function: Callable[..., Any],
+        arguments: dict[str, Any],
+        on_sync: OnSync,
+        on_event: OnEvent,
+        stop: threading.Event,
+    ) -> None:
+        """List, then watch from the list's resourceVersion; list again when the
+        version is too old (410 Gone); retry with backoff on any failure."""
+        failures = 0
+        version = None
+        while not stop.is_set():
+            try:
+                if version is None:
+                    listing = _json(list_function(_preload_content=False, **arguments))
+                    version = listing["metadata"]["resourceVersion"]
+                    on_sync(list(listing.get("items") or []))
+                version = self._watch(list_function, arguments, version, on_event, stop)
+                failures = 0
+            except ApiException as exc:
+                if exc.status == GONE:
+                    version = None
+                    continue
+                failures = self._backoff(what, f"API error {exc.status} {exc.reason}", failures, stop)
+            except Exception as exc:  # connection refused or reset, timeouts: the API server restarts
+                failures = self._backoff(what, f"{type(exc).__name__}: {exc}", failures, stop)
+
+    def _watch(
+        self,
+        list_function: Callable[..., Any],
+        arguments: dict[str, Any],
+        version: str,
+        on_event: OnEvent,
+        stop: threading.Event,
+    ) -> str:
+        """One watch from ``version`` until the server ends it; the last version seen."""
+        stream = watch.Watch().stream(
+            list_function,
+            resource_version=version,
+            timeout_seconds=WATCH_SECONDS,
+            allow_watch_bookmarks=True,
+            _request_timeout=(10, WATCH_SECONDS + 30),
+            **arguments,
+        )
+        for event in stream:
+            item = event.get("raw_object") or {}
+            version = (item.get("metadata") or {}).get("resourceVersion") or version
+            if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                on_event(event["type"], item)
+            if stop.is_set():
+                break
+        return version
+
+    def _backoff(self, what: str, problem: str, failures: int, stop: threading.Event) -> int:
+        delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+        self.log.write(f"cni-render node: watching {what}: {problem}; again in {delay} s\n")
+        self.log.flush()
+        stop.wait(delay)
+        return failures + 1
+
+    def node_event(self, node: dict[str, Any], reason: str, message: str, warning: bool = True) -> None:
+        """An Event on the Node (``kubectl describe node`` and ``kubectl get events`` show it)."""
+        metadata = node.get("metadata") or {}
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "metadata": {"generateName": "cni-render.", "namespace": EVENTS_NAMESPACE},
+            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": metadata.get("name"), "uid": metadata.get("uid")},
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "cni-render", "host": metadata.get("name")},
+            "reportingComponent": "cni-render",
+            "reportingInstance": metadata.get("name"),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.core.create_namespaced_event(EVENTS_NAMESPACE, body)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    return json.loads(response.data)
+
+

@@ -1,0 +1,75 @@
+"""The node's desired state, computed purely from what the cluster says:
+the conflist, the route plan and the masquerade batch. The agent applies it;
+``cni-render node render`` prints it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from .conflist import NoPodCidr, build_conflist, conflist_bytes
+from .masquerade import cluster_networks, render_masquerade
+from .nodeinfo import NodeInfo
+from .routes import CurrentRoute, OnLink, RoutePlan, plan_routes, render_routes
+from .settings import Settings
+
+SAMPLE_POD_CIDRS = ("10.244.0.0/24", "fd00:10:244::/64")  # to check templates on a node without a CIDR yet
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the agent reads from the node itself."""
+
+    uplink_mtu: int
+    portmap: bool
+    template_dir: str
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    conflist: dict | None
+    conflist_problem: str | None
+    routes: RoutePlan
+    routes_batch: str
+    masquerade_batch: str
+
+    @property
+    def conflist_bytes(self) -> bytes | None:
+        return conflist_bytes(self.conflist) if self.conflist else None
+
+
+def desired_state(
+    own: str,
+    nodes: Sequence[NodeInfo],
+    settings: Settings,
+    facts: NodeFacts,
+    current_routes: Sequence[CurrentRoute],
+    not_on_link: OnLink,
+) -> DesiredState:
+    mine = next((node for node in nodes if node.name == own), NodeInfo(own))
+    try:
+        document, problem = node_conflist(mine, settings, facts), None
+    except NoPodCidr as exc:
+        document, problem = None, str(exc)
+    plan = plan_routes(own, nodes, current_routes, not_on_link)
+    networks = cluster_networks(nodes, settings.cluster_cidrs)
+    return DesiredState(
+        conflist=document,
+        conflist_problem=problem,
+        routes=plan,
+        routes_batch=render_routes(plan),
+        masquerade_batch=render_masquerade(settings.masquerade, networks),
+    )
+
+
+def node_conflist(node: NodeInfo, settings: Settings, facts: NodeFacts, sample: bool = False) -> dict:
+    """The conflist of ``node`` (NoPodCidr without one, unless ``sample``: then
+    sample CIDRs stand in, for checking templates)."""
+    return build_conflist(
+        node.name,
+        node.pod_cidrs or (SAMPLE_POD_CIDRS if sample else ()),
+        mtu=settings.mtu or facts.uplink_mtu,
+        mode=settings.mode,
+        template_dir=facts.template_dir,
+        portmap=facts.portmap,
+    )

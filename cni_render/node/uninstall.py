@@ -1,0 +1,65 @@
+"""``cni-render node uninstall``: remove from the node everything the agent
+put there (the conflist, the shim, its routes (by protocol), its nft table)
+and nothing else: IPAM state, other conflists, other plugins and other
+routes stay. A marker in /run/cni-render tells a still-running agent on the
+node to stop putting things back until it restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .. import system
+from ..errors import ApplyFailed
+from . import files
+from .masquerade import TABLE, apply_masquerade, render_masquerade
+from .routes import ROUTE_PROTOCOL, apply_routes, read_current_routes, uninstall_plan
+from .settings import Paths
+
+
+def uninstall(paths: Paths) -> list[str]:
+    """Remove the agent's things; what was removed, one line each."""
+    done = []
+    _mark(paths)
+    for path in (paths.conflist, os.path.join(paths.cni_bin_dir, "cni-render")):
+        if files.remove_file(path):
+            done.append(f"removed {path}")
+    plan = uninstall_plan(read_current_routes())
+    if plan.delete:
+        apply_routes(plan)
+        done += [f"removed route {route.dst} via {route.via} proto {ROUTE_PROTOCOL}" for route in plan.delete]
+    if _table_exists():
+        apply_masquerade(render_masquerade(False, {}))
+        done.append(f"removed nft table inet {TABLE}")
+    return done
+
+
+def leftovers(paths: Paths) -> list[str]:
+    """What of the agent's is still on the node (empty: the uninstall is complete)."""
+    left = [path for path in (paths.conflist, os.path.join(paths.cni_bin_dir, "cni-render")) if os.path.lexists(path)]
+    left += [f"route {r.dst} proto {ROUTE_PROTOCOL}" for r in read_current_routes() if r.protocol == ROUTE_PROTOCOL]
+    if _table_exists():
+        left.append(f"nft table inet {TABLE}")
+    return left
+
+
+def _table_exists() -> bool:
+    try:
+        system.run_nft_batch(f"list table inet {TABLE}\n", where="node masquerade check")
+    except ApplyFailed:
+        return False
+    return True
+
+
+def _mark(paths: Paths) -> None:
+    os.makedirs(paths.state_dir, mode=0o755, exist_ok=True)
+    files.write_atomically(paths.uninstalled_marker, f"{time.time()}\n".encode())
+
+
+def uninstalled_since(paths: Paths, started: float) -> bool:
+    """True when ``uninstall`` ran after the agent started (it must then stop restoring)."""
+    try:
+        return os.stat(paths.uninstalled_marker).st_mtime >= started
+    except OSError:
+        return False
