@@ -38,7 +38,7 @@ demo: deps install
 	$(BIN)/python -m cni_render.demo
 
 test: deps install
-	$(BIN)/pytest -p no:cacheprovider tests
+	$(BIN)/pytest -p no:cacheprovider tests --ignore=tests/e2e
 
 update-golden: install
 	$(BIN)/pytest -p no:cacheprovider tests/test_golden.py --update-golden

@@ -32,8 +32,10 @@ base_image() {  # name packages
     fi
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
     local container
+    tar -C "$root" -cf "$root.tar" .
     container=$(buildah from scratch)
-    tar -C "$root" -c . | buildah add "$container" - / >/dev/null
+    buildah add "$container" "$root.tar" / >/dev/null
+    rm -f "$root.tar"
     buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$container"
     buildah commit --quiet "$container" "$name" >/dev/null
     buildah rm "$container" >/dev/null

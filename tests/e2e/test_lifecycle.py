@@ -1,0 +1,112 @@
+"""What happens over a cluster's life: pods deleted (nothing left on the node),
+the DaemonSet restarted while pods are being created, a Node deleted (its routes
+leave every other node)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+import time
+
+from cluster import (
+    NAMESPACE,
+    apply,
+    delete_pods,
+    eventually,
+    kube_json,
+    kubectl,
+    node_names,
+    on_node,
+    pod_ips,
+    test_pod,
+    unique,
+    wait_running,
+)
+from node_state import agent_routes, host_link_of, ipam_files, nft_ruleset
+
+
+def test_deleting_pods_leaves_no_link_route_address_file_or_nft_element() -> None:
+    names = {unique(f"del-{node}"): node for node in node_names()}
+    apply([test_pod(name, node) for name, node in names.items()])
+    pods = wait_running(names)
+    before = {}
+    for name, pod in pods.items():
+        node = names[name]
+        ips = pod_ips(pod)
+        link = host_link_of(node, ips[0])
+        assert link, f"no node end found for {name}"
+        assert all(ip in ipam_files(node) for ip in ips), f"{name}: {ips} not allocated on {node}"
+        before[name] = (node, ips, link)
+    delete_pods(*names)
+    for name, (node, ips, link) in before.items():
+        assert on_node(node, "ip", "link", "show", "dev", link, check=False) == "", f"{link} left on {node}"
+        routes = on_node(node, "ip", "-d", "route", "show", "table", "all")
+        routes += on_node(node, "ip", "-6", "-d", "route", "show", "table", "all")
+        files = ipam_files(node)
+        ruleset = nft_ruleset(node)
+        for ip in ips:
+            assert f"{ip} " not in routes and f"{ip}/" not in routes, f"route to {ip} left on {node}"
+            assert ip not in files, f"address file {ip} left on {node}"
+            assert ip not in ruleset, f"nft element {ip} left on {node}"
+
+
+def test_rolling_restart_during_pod_creation_ends_with_every_pod_running() -> None:
+    nodes = node_names()
+    created: list[str] = []
+    stop = threading.Event()
+
+    def create() -> None:
+        i = 0
+        while not stop.is_set() and i < 30:
+            name = f"roll-{i}"
+            apply(test_pod(name, nodes[i % len(nodes)], labels={"app": "roll"}))
+            created.append(name)
+            i += 1
+            time.sleep(1)
+
+    creator = threading.Thread(target=create)
+    creator.start()
+    try:
+        time.sleep(3)
+        kubectl("-n", "kube-system", "rollout", "restart", "daemonset/cni-render")
+        kubectl("-n", "kube-system", "rollout", "status", "daemonset/cni-render", "--timeout=300s", timeout=330)
+    finally:
+        stop.set()
+        creator.join()
+    try:
+        wait_running(created, timeout=300)
+        events = kube_json("-n", NAMESPACE, "get", "events", "--field-selector", "reason=FailedCreatePodSandBox")
+        retried = len(events["items"])
+        print(f"{len(created)} pods created during a rolling restart; {retried} sandbox creations retried")
+    finally:
+        delete_pods(*created)
+
+
+def test_a_deleted_nodes_routes_leave_every_other_node() -> None:
+    """A Node object with an on-link InternalIP gets a pod CIDR from the controller
+    manager; every node routes it via that address; deleting it removes them."""
+    name = unique("ghost")
+    address = "10.200.0.99"
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"e2e": "cni-render"}},
+        "spec": {"unschedulable": True, "taints": [{"key": "e2e/ghost", "effect": "NoExecute"}]},
+    }
+    kubectl("create", "-f", "-", input=json.dumps(node))
+    try:
+        status = {"status": {"addresses": [{"type": "InternalIP", "address": address}]}}
+        kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+        cidrs = eventually(f"{name} to get a pod CIDR", lambda: kube_json("get", "node", name)["spec"]["podCIDRs"])
+        v4 = [c for c in cidrs if ipaddress.ip_network(c).version == 4]
+        for real in node_names():
+            if real == name:
+                continue
+            eventually(f"{real} to route {v4} via {address}",
+                       lambda: all(f"{c} via {address}" in agent_routes(real) for c in v4), timeout=60)
+    finally:
+        kubectl("delete", "node", name, "--wait=true")
+    for real in node_names():
+        eventually(f"{real} to drop the route to {name}'s pod CIDR",
+                   lambda: address not in agent_routes(real), timeout=60)
