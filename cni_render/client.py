@@ -4,132 +4,173 @@ afford: os, sys and the raw socket module.
 * no ``CNI_COMMAND``: the operator CLI;
 * ``VERSION``: answered here;
 * anything else: handed to the node's cni-render daemon over a unix socket
-  when one is listening in the same network namespace and filesystem, else
-  done in-process by :func:`cni_render.dispatch.handle`. Both run the same
-  code, so the results are identical.
+  (protocol: :mod:`cni_render.protocol`), else done in-process by
+  :func:`cni_render.dispatch.handle`. Both run the same code, so the results
+  are identical.
 
-Protocol (one request per connection, root only):
-request  ``CNIR1 <netns dev:ino> <root dev:ino> <CNI_NETNS dev:ino|-> <env bytes> <stdin bytes>\\n``
-         followed by the environment (``K=V`` joined by NUL) and stdin;
-answer   ``<exit code> <stdout bytes> <stderr bytes>\\n`` then both, or
-         ``REFUSED <reason>\\n`` when the daemon cannot act for this caller.
+The daemon acknowledges a call before it acts on it. Whatever happens before
+that acknowledgement (no daemon, a refusal, a busy or stopping daemon, a
+connection that ends) means the call never started, so this process does
+the work itself; once acknowledged, a lost answer is code 11 (try again
+later), never a second attempt.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 
-from .spec import CURRENT_VERSION, SUPPORTED_VERSIONS
+from .protocol import (
+    ACK,
+    BUSY,
+    DEFAULT_SOCKET,
+    MAX_ANSWER,
+    MAX_LINE,
+    PROTOCOL,
+    REFUSED,
+    SOCKET_VARIABLE,
+    error_document,
+    identity,
+    parse_answer_header,
+    requested_version,
+    version_reply,
+)
 
-DEFAULT_SOCKET = "/run/cni-render/daemon.sock"
-SOCKET_VARIABLE = "CNI_RENDER_DAEMON_SOCKET"  # empty: never use a daemon
-PROTOCOL = b"CNIR1"
+__all__ = ["DEFAULT_SOCKET", "SOCKET_VARIABLE", "ask_daemon", "main", "requested_version", "version_reply"]
 
-
-def identity(path: str) -> str:
-    """``dev:ino`` of a file, or ``-`` when it cannot be reached."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "-"
-    return f"{st.st_dev}:{st.st_ino}"
-
-
-def world(netns: str) -> tuple[str, str, str]:
-    """What must be the same for the daemon to act for this caller: the network
-    namespace, the filesystem root, and the pod namespace as both see it."""
-    return identity("/proc/thread-self/ns/net"), identity("/"), identity(netns) if netns else "-"
-
-
-def requested_version(raw: bytes) -> str:
-    """The cniVersion of a VERSION request, read without a JSON parser."""
-    text = raw.decode(errors="replace")
-    key = text.find('"cniVersion"')
-    if key >= 0:
-        colon = text.find(":", key + 12)
-        start = text.find('"', colon + 1)
-        end = text.find('"', start + 1)
-        if colon >= 0 and start >= 0 and end > start and not text[colon + 1 : start].strip():
-            version = text[start + 1 : end]
-            if version in SUPPORTED_VERSIONS:
-                return version
-    return CURRENT_VERSION
-
-
-def version_reply(raw: bytes) -> str:
-    versions = ", ".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
-    return f'{{"cniVersion": "{requested_version(raw)}", "supportedVersions": [{versions}]}}'
+CONNECT_SECONDS = 5.0  # connect() waits only while the daemon's backlog is full
+ACK_SECONDS = 30.0  # the daemon acknowledges as soon as it has read and checked the request
+# The runtime's own timeout for a pod's network is about 4 minutes.
+ANSWER_SECONDS = 220.0
 
 
 def encode_request(environ: dict[str, str], stdin: bytes) -> bytes:
-    env = b"\0".join(
-        f"{key}={value}".encode("utf-8", "surrogateescape") for key, value in environ.items()
-    )
-    net, root, netns = world(environ.get("CNI_NETNS", ""))
-    header = f"{PROTOCOL.decode()} {net} {root} {netns} {len(env)} {len(stdin)}\n".encode()
+    env = b"\0".join(f"{key}={value}".encode("utf-8", "surrogateescape") for key, value in environ.items())
+    netns = environ.get("CNI_NETNS", "")
+    header = f"{PROTOCOL.decode()} {identity(netns) if netns else '-'} {len(env)} {len(stdin)}\n".encode()
     return header + env + stdin
 
 
-def _receive_all(sock) -> bytes:  # type: ignore[no-untyped-def]
-    chunks = []
+@dataclass(frozen=True)
+class NotStarted:
+    """The daemon did not start the call: why (for the operator's log)."""
+
+    reason: str
+    quiet: bool = False  # no daemon at all: the ordinary in-process path
+
+
+Answer = tuple[int, bytes, bytes]  # exit code, stdout, stderr
+
+
+def _lost(raw: bytes, why: str) -> Answer:
+    details = f"the cni-render daemon did not finish answering ({why}); the call may have run"
+    return 1, error_document(raw, 11, "Try again later", details), b""
+
+
+def _timeval(seconds: float) -> bytes:
+    import struct
+
+    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+
+def _read_line(sock, limit: int = MAX_LINE) -> tuple[bytes, bytes] | None:  # type: ignore[no-untyped-def]
+    """(first line without its newline, what came after it), or None at EOF."""
+    received = b""
+    while b"\n" not in received:
+        if len(received) > limit:
+            return None
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            return None
+        received += chunk
+    line, _, rest = received.partition(b"\n")
+    return line, rest
+
+
+def _read_answer(sock, raw: bytes, received: bytes) -> Answer:  # type: ignore[no-untyped-def]
+    """The answer after ACK, its lengths read strictly."""
+    chunks = [received]
+    size = len(received)
     while True:
         chunk = sock.recv(1 << 16)
         if not chunk:
-            return b"".join(chunks)
+            break
         chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER + MAX_LINE:
+            return _lost(raw, "the answer is too long")
+    header, newline, body = b"".join(chunks).partition(b"\n")
+    parsed = parse_answer_header(header) if newline else None
+    if parsed is None:
+        return _lost(raw, "the answer was cut short" if not newline else "the answer's header is malformed")
+    code, out_length, err_length = parsed
+    if len(body) != out_length + err_length:
+        return _lost(raw, f"the answer holds {len(body)} bytes, not {out_length + err_length}")
+    return code, body[:out_length], body[out_length:]
 
 
-# The runtime's own timeout for a pod's network is about 4 minutes.
-ANSWER_TIMEOUT_SECONDS = 220.0
-NO_ANSWER = (
-    11,
-    b'{"cniVersion": "1.1.0", "code": 11, "msg": "Try again later", '
-    b'"details": "the cni-render daemon did not finish answering"}\n',
-    b"",
-)
+def _peer_uid(sock) -> int:  # type: ignore[no-untyped-def]
+    import _socket
+    import struct
+
+    credentials = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", credentials)[1])
 
 
-def ask_daemon(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes, bytes] | str:
-    """(exit code, stdout, stderr) from the daemon, or why it did not answer.
-
-    Until the whole request is sent the daemon cannot have acted (it refuses
-    a request cut short), so the caller may do the work itself; once it is
-    sent, a lost answer is code 11, never a second attempt.
-    """
+def ask_daemon(environ: dict[str, str], stdin: bytes) -> Answer | NotStarted:
+    """(exit code, stdout, stderr) from the daemon, or why it never started the call."""
     path = environ.get(SOCKET_VARIABLE, DEFAULT_SOCKET)
     if not path:
-        return "disabled"
+        return NotStarted("the daemon is disabled", quiet=True)
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        try:
-            sock.connect(path)
-        except OSError as exc:
-            return f"no daemon at {path} ({exc.strerror})"
-        try:
-            sock.sendall(encode_request(environ, stdin))
-            sock.shutdown(_socket.SHUT_WR)
-        except OSError as exc:
-            return f"the daemon at {path} did not take the request ({exc.strerror})"
-        try:
-            sock.settimeout(ANSWER_TIMEOUT_SECONDS)
-            answer = _receive_all(sock)
-        except OSError:
-            return NO_ANSWER
+        return _exchange(sock, path, environ, stdin)
     finally:
         sock.close()
-    header, _, body = answer.partition(b"\n")
-    if header.startswith(b"REFUSED"):
-        return f"the daemon at {path} refused: {header[8:].decode(errors='replace')}"
+
+
+def _exchange(sock, path: str, environ: dict[str, str], stdin: bytes) -> Answer | NotStarted:  # type: ignore[no-untyped-def]
+    import _socket
+
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, _timeval(CONNECT_SECONDS))
     try:
-        code, out_len, err_len = (int(part) for part in header.split())
-    except ValueError:
-        return NO_ANSWER
-    if len(body) < out_len + err_len:
-        return NO_ANSWER
-    return code, body[:out_len], body[out_len : out_len + err_len]
+        sock.connect(path)
+    except OSError as exc:
+        import errno
+
+        quiet = exc.errno in (errno.ENOENT, errno.ECONNREFUSED)  # nothing listens: the ordinary case
+        return NotStarted(f"no daemon answered at {path} ({exc.strerror or exc})", quiet=quiet)
+    if _peer_uid(sock) != 0:
+        return NotStarted(f"the process listening on {path} is not root")
+    try:
+        sock.sendall(encode_request(environ, stdin))
+        sock.shutdown(_socket.SHUT_WR)
+    except OSError:
+        pass  # a daemon that stopped reading may still have said why: read on
+    sock.settimeout(ACK_SECONDS)
+    try:
+        first = _read_line(sock)
+    except _socket.timeout:
+        return _lost(stdin, f"no acknowledgement within {ACK_SECONDS:.0f} s")
+    except OSError as exc:
+        return NotStarted(f"the daemon at {path} closed the connection before starting the call ({exc.strerror})")
+    if first is None:
+        return NotStarted(f"the daemon at {path} closed the connection before starting the call")
+    line, rest = first
+    word, _, why = line.partition(b" ")
+    if word in (REFUSED, BUSY):
+        state = "refused" if word == REFUSED else "is busy"
+        return NotStarted(f"the daemon at {path} {state}: {why.decode(errors='replace')}")
+    if line != ACK:
+        return _lost(stdin, "it does not speak this client's protocol")
+    sock.settimeout(ANSWER_SECONDS)
+    try:
+        return _read_answer(sock, stdin, rest)
+    except OSError as exc:
+        return _lost(stdin, str(exc.strerror or exc))
 
 
 def in_process(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
@@ -150,18 +191,15 @@ def main() -> int:
     try:
         stdin = sys.stdin.buffer.read()
     except OSError as exc:
-        sys.stdout.write(
-            f'{{"cniVersion": "{CURRENT_VERSION}", "code": 5, "msg": "I/O failure", '
-            f'"details": "reading stdin: {exc.strerror}"}}\n'
-        )
+        sys.stdout.buffer.write(error_document(b"", 5, "I/O failure", f"reading stdin: {exc.strerror}"))
         return 1
     if command == "VERSION":
         sys.stdout.write(version_reply(stdin) + "\n")
         return 0
     answer = ask_daemon(environ, stdin)
-    if isinstance(answer, str):
-        if answer != "disabled" and not answer.startswith("no daemon"):
-            sys.stderr.write(f"cni-render: {answer}; working in-process\n")
+    if isinstance(answer, NotStarted):
+        if not answer.quiet:
+            sys.stderr.write(f"cni-render: {answer.reason}; working in-process\n")
         code, out = in_process(environ, stdin)
     else:
         code, out, err = answer

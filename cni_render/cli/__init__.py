@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "socket (root only). Without it, every call does its work in-process, more slowly.",
     )
     daemon.add_argument("--socket", default=None, help="socket path (default /run/cni-render/daemon.sock)")
-    daemon.add_argument("--workers", type=int, default=0, help="worker processes (default: one per CPU, at least 2)")
+    daemon.add_argument("--workers", type=int, default=0, help="worker processes (default: one per CPU, 2 to 4; at most 8)")
+    daemon.add_argument("--stop-seconds", type=float, default=20.0, help="on SIGTERM, how long calls in flight may take (default 20)")
 
     install = commands.add_parser(
         "install",
@@ -135,10 +136,10 @@ def _run(args: argparse.Namespace, stdout: TextIO) -> int:
 
         return status(args, stdout)
     if args.command == "daemon":
-        from ..client import DEFAULT_SOCKET
         from ..daemon import serve
+        from ..protocol import DEFAULT_SOCKET
 
-        return serve(args.socket or DEFAULT_SOCKET, workers=args.workers)
+        return serve(args.socket or DEFAULT_SOCKET, workers=args.workers, stop_seconds=args.stop_seconds)
     from ..install import install
 
     for path in install(args.bin_dir, shim=not args.no_shim):
