@@ -272,6 +272,16 @@ def link_exists(ifname: str) -> bool:
     return True
 
 
+def link_index(ifname: str) -> int | None:
+    """The index of the node's link ``ifname`` (a new link of the same name gets a new one), or None."""
+    import socket
+
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        return None
+
+
 def delete_link(ifname: str) -> None:
     """Delete a node link, ignoring "already gone" (the safety net of rollbacks)."""
     run_ip_batch(f"link del dev {ifname}\n", where="cleanup", tolerate=GONE_MESSAGES)

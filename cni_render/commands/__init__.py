@@ -51,14 +51,34 @@ class Invocation:
         return select_ipam(self.request, self.config)
 
 
-def attachment_lock(inv: Invocation) -> Any:
-    """Serialises ADD and DEL of one attachment (256 lock files, picked by the
-    node end's hash), so a duplicate call never tears down what another made."""
-    from ..locking import file_lock
+def attachment_lock_path(state_dir: str, network: str, container_id: str, ifname: str) -> str:
+    """One of 256 lock files, picked by the node end's hash: ADD, DEL and GC
+    of one attachment exclude each other (a stripe may also hold others)."""
     from ..naming import host_ifname
 
-    stripe = host_ifname(inv.config.name, inv.request.container_id, inv.request.ifname)[-2:]
-    return file_lock(os.path.join(inv.config.state_dir, "locks", f"attachment-{stripe}.lock"))
+    stripe = host_ifname(network, container_id, ifname)[-2:]
+    return os.path.join(state_dir, "locks", f"attachment-{stripe}.lock")
+
+
+def attachment_lock(inv: Invocation) -> Any:
+    """Serialises ADD, DEL and GC of the invocation's attachment, so a
+    duplicate call never tears down what another made."""
+    from ..locking import file_lock
+
+    request = inv.request
+    return file_lock(
+        attachment_lock_path(inv.config.state_dir, inv.config.name, request.container_id, request.ifname)
+    )
+
+
+def delegated_gc_lock(inv: Invocation, exclusive: bool) -> Any:
+    """Held shared by every ADD with a delegated IPAM and exclusively while GC
+    is forwarded to it: a delegate that knows nothing of node ends must not
+    collect an attachment whose ADD is still running."""
+    from ..locking import file_lock
+
+    path = os.path.join(inv.config.state_dir, "locks", f"delegated-gc-{inv.config.name}.lock")
+    return file_lock(path, shared=not exclusive)
 
 
 def run(invocation: Invocation) -> dict[str, Any] | None:

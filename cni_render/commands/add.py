@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 from .. import system
 from ..errors import ApplyFailed, InterfaceConflict, InvalidEnvironment
@@ -11,8 +12,11 @@ from ..locking import file_lock
 from ..plan import Plan, build_plan, build_teardown, host_link
 from ..render import Rendered
 from ..template_set import ADD_HOST, ADD_NFT, ADD_POD, ADD_SYSCTL, SETUP_HOST
-from . import Invocation, attachment_lock
+from . import Invocation, attachment_lock, delegated_gc_lock
 from .teardown import detach
+
+if TYPE_CHECKING:
+    from ..ipam import Ipam
 
 
 def run(inv: Invocation) -> dict[str, Any]:
@@ -22,7 +26,7 @@ def run(inv: Invocation) -> dict[str, Any]:
         raise InvalidEnvironment(problem)
     renderer = inv.renderer()
     ipam = inv.ipam()
-    with attachment_lock(inv):
+    with attachment_lock(inv), _unless_gc_runs(inv, ipam):
         host = host_link(config.name, request.container_id, request.ifname)
         if system.link_exists(host.ifname):
             raise InterfaceConflict(
@@ -50,6 +54,12 @@ def run(inv: Invocation) -> dict[str, Any]:
     )
     assert rendered.result is not None
     return rendered.result
+
+
+def _unless_gc_runs(inv: Invocation, ipam: Ipam) -> AbstractContextManager[object]:
+    """A delegated IPAM's GC sees no ADD in flight (cni-render-ipam's GC goes
+    by the attachment lock alone)."""
+    return nullcontext() if ipam.knows_owners else delegated_gc_lock(inv, exclusive=False)
 
 
 def apply(rendered: Rendered, plan: Plan, state_dir: str) -> None:

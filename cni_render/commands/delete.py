@@ -14,14 +14,17 @@ address now.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from .. import system
 from ..errors import CniError
-from ..ipam import Ipam
 from ..plan import build_teardown, host_link
 from ..versions import parse_result
 from . import Invocation, attachment_lock
 from .teardown import detach
+
+if TYPE_CHECKING:
+    from ..ipam import Ipam
 
 
 def _addresses_from_prev_result(inv: Invocation) -> list[str]:

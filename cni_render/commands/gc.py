@@ -4,39 +4,43 @@
 the live (containerID, ifname) pairs. Absent key: nothing is collected, but
 GC is still forwarded to a delegated IPAM. Stale attachments are found two
 ways: IPAM allocations, and node links whose alias names this network.
-Every stale one is torn down; errors are collected and reported together.
+
+GC follows DEL's rules. Each stale attachment is torn down under its own
+lock, taken without waiting: a busy lock means an ADD (or DEL) of it is
+running, and it is left for the next GC. Under the lock GC checks that the
+attachment is still what it saw (the same addresses, the same node end), so
+one re-added meanwhile is left alone. Then, as DEL does: the state keyed by
+its addresses, the node end, and the addresses only once the node end is
+gone. A delegated IPAM is asked to collect last, told to keep every
+attachment that still has a node end. Errors are collected and reported
+together.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, replace
 
 from .. import system
-from ..errors import CniError, InvalidConfig
+from ..errors import CniError
+from ..ipam import DelegatedIpam, LocalIpam
+from ..ipam.attachments import Attachment, is_valid, valid_attachments
+from ..locking import try_file_lock
 from ..plan import TeardownPlan, bridge_link, host_link
-from . import Invocation
+from . import Invocation, attachment_lock_path, delegated_gc_lock
 from .teardown import detach
 
-VALID_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 ALIAS_PREFIX = "cni-render/"
 
 
-def valid_attachments(document: dict[str, Any]) -> set[tuple[str, str]] | None:
-    key = next((k for k in VALID_KEYS if k in document), None)
-    if key is None:
-        return None
-    entries = document[key] or []
-    if not isinstance(entries, list):
-        raise InvalidConfig(f"$.{key}: expected a list of {{containerID, ifname}}")
-    valid = set()
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not isinstance(entry.get("containerID"), str):
-            raise InvalidConfig(f"$.{key}[{index}]: expected {{containerID, ifname}}")
-        valid.add((entry["containerID"], str(entry.get("ifname", ""))))
-    return valid
+@dataclass(frozen=True)
+class Seen:
+    """What GC saw of an attachment before taking its lock."""
+
+    addresses: frozenset[str]
+    link_index: int | None
 
 
-def _aliased_attachments(network: str) -> set[tuple[str, str]]:
+def aliased_attachments(network: str) -> set[Attachment]:
     """(containerID, ifname) of node links this network's templates created."""
     found = set()
     for alias in system.link_aliases().values():
@@ -46,45 +50,97 @@ def _aliased_attachments(network: str) -> set[tuple[str, str]]:
     return found
 
 
-def run(inv: Invocation) -> None:
+def _node_end_index(inv: Invocation, attachment: Attachment) -> int | None:
+    return system.link_index(host_link(inv.config.name, *attachment).ifname)
+
+
+def _held(ipam: LocalIpam | DelegatedIpam, attachment: Attachment) -> frozenset[str]:
+    if isinstance(ipam, LocalIpam):
+        return frozenset(replace(ipam, container_id=attachment[0], ifname=attachment[1]).held())
+    return frozenset()
+
+
+def stale_attachments(
+    inv: Invocation, ipam: LocalIpam | DelegatedIpam, valid: set[Attachment]
+) -> dict[Attachment, Seen]:
+    candidates = aliased_attachments(inv.config.name)
+    if isinstance(ipam, LocalIpam):
+        candidates |= {(cid, ifname) for _, cid, ifname in ipam.allocations()}
+    return {
+        attachment: Seen(_held(ipam, attachment), _node_end_index(inv, attachment))
+        for attachment in sorted(candidates)
+        if not is_valid(attachment, valid)
+    }
+
+
+def _teardown_plan(inv: Invocation, attachment: Attachment, addresses: frozenset[str]) -> TeardownPlan:
     config = inv.config
-    valid = valid_attachments(config.document)
+    container_id, ifname = attachment
+    return TeardownPlan(
+        command="GC",
+        network=config.name,
+        cni_version=config.cni_version,
+        container_id=container_id,
+        ifname=ifname,
+        netns="",
+        host=host_link(config.name, container_id, ifname),
+        bridge=bridge_link(config),
+        released=tuple(sorted(addresses)),
+        ip_masq=config.ip_masq,
+    )
+
+
+def collect(
+    inv: Invocation, ipam: LocalIpam | DelegatedIpam, attachment: Attachment, seen: Seen
+) -> tuple[bool, list[CniError]]:
+    """Tear one stale attachment down under its lock; (gone, problems)."""
+    lock = attachment_lock_path(inv.config.state_dir, inv.config.name, *attachment)
+    with try_file_lock(lock) as held:
+        if not held:
+            inv.log.info(f"GC: {attachment[0]}/{attachment[1]} is busy (an ADD or DEL runs); left for later")
+            return False, []
+        now = Seen(_held(ipam, attachment), _node_end_index(inv, attachment))
+        if now != seen:
+            inv.log.info(f"GC: {attachment[0]}/{attachment[1]} changed while GC ran; left for later")
+            return False, []
+        release = None
+        if isinstance(ipam, LocalIpam):
+            release = replace(ipam, container_id=attachment[0], ifname=attachment[1]).delete
+        released, problems = detach(inv, _teardown_plan(inv, attachment, now.addresses), release=release)
+    if not problems:
+        inv.log.info(f"GC: collected {attachment[0]}/{attachment[1]} {' '.join(released)}".rstrip())
+    return not problems, problems
+
+
+def _forward(inv: Invocation, ipam: DelegatedIpam, valid: set[Attachment] | None, kept: set[Attachment]) -> None:
+    """GC for the delegate, after the node ends: it keeps whatever still has
+    one, and no ADD runs meanwhile (they hold the lock shared)."""
+    with delegated_gc_lock(inv, exclusive=True):
+        if valid is None:
+            ipam.gc(None)
+            return
+        ipam.gc(valid | kept | aliased_attachments(inv.config.name))
+
+
+def run(inv: Invocation) -> None:
+    valid = valid_attachments(inv.config.document)
     ipam = inv.ipam()
     problems: list[CniError] = []
-    stale: dict[tuple[str, str], list[str]] = {}
+    kept: set[Attachment] = set()
     if valid is None:
         inv.log.info("GC: no valid-attachments list given; nothing to collect")
-    try:
-        for ip, container_id, ifname in ipam.gc(valid if valid is not None else _everything()):
-            stale.setdefault((container_id, ifname), []).append(ip)
-    except CniError as exc:
-        problems.append(exc)
-    if valid is not None:
-        for attachment in _aliased_attachments(config.name) - valid:
-            stale.setdefault(attachment, [])
-    for (container_id, ifname), released in sorted(stale.items()):
-        plan = TeardownPlan(
-            command="GC",
-            network=config.name,
-            cni_version=config.cni_version,
-            container_id=container_id,
-            ifname=ifname,
-            netns="",
-            host=host_link(config.name, container_id, ifname),
-            bridge=bridge_link(config),
-            released=tuple(released),
-            ip_masq=config.ip_masq,
-        )
-        problems.extend(detach(inv, plan)[1])
-        inv.log.info(f"GC: collected {container_id}/{ifname} {' '.join(released)}".rstrip())
+    else:
+        for attachment, seen in stale_attachments(inv, ipam, valid).items():
+            gone, trouble = collect(inv, ipam, attachment, seen)
+            problems.extend(trouble)
+            if not gone:
+                kept.add(attachment)
+    if isinstance(ipam, DelegatedIpam):
+        try:
+            _forward(inv, ipam, valid, kept)
+        except CniError as exc:
+            problems.append(exc)
     for problem in problems[1:]:
         inv.log.error(f"GC: {problem}")
     if problems:
         raise problems[0]
-
-
-class _everything(set):  # type: ignore[type-arg]
-    """The valid set when GC got no list: contains every attachment."""
-
-    def __contains__(self, item: object) -> bool:
-        return True

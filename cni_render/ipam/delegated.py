@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 from .. import system
 from ..errors import ApplyFailed, CniError, DelegateFailed, InvalidConfig
 from ..versions import parse_result
+from .attachments import with_valid_attachments
 
 
 @dataclass
@@ -65,8 +66,14 @@ class DelegatedIpam:
     def check(self, expected: Iterable[str]) -> None:
         self._run("CHECK")
 
-    def gc(self, valid: set[tuple[str, str]]) -> list[tuple[str, str, str]]:
-        self._run("GC")
+    def gc(self, valid: set[tuple[str, str]] | None) -> list[tuple[str, str, str]]:
+        """Forward GC; ``valid`` (None: as the runtime sent it) replaces the
+        runtime's list, so the delegate keeps what cni-render still uses."""
+        if valid is None:
+            self._run("GC")
+            return []
+        document = with_valid_attachments(json.loads(self.raw_config), valid)
+        self._run("GC", json.dumps(document).encode())
         return []
 
     def status(self) -> None:

@@ -87,7 +87,7 @@ def _run(command: str, ipam: LocalIpam, document: dict, log: Log) -> dict | None
         ipam.status()
         return None
     if command == "GC":
-        from ..commands.gc import valid_attachments
+        from .attachments import valid_attachments
 
         valid = valid_attachments(document)
         if valid is not None:

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Union
 
 from ..errors import InvalidConfig, InvalidEnvironment, NotAvailable, StateMismatch
 from .allocator import allocate
+from .attachments import is_valid
 from .model import IpamConfig
 from .store import Store
 
@@ -94,15 +95,19 @@ class LocalIpam:
                 f"{self.container_id} interface {self.ifname}"
             )
 
+    def allocations(self) -> list[tuple[str, str, str]]:
+        """Every reservation of the network as (address, container ID, ifname)."""
+        with self.store.locked() as store:
+            return store.allocations()
+
     def gc(self, valid: set[tuple[str, str]]) -> list[tuple[str, str, str]]:
-        """Release allocations whose (container, ifname) is not in ``valid``."""
+        """Release allocations whose (container, ifname) is not in ``valid``:
+        the ``cni-render-ipam`` executable's GC, which has no node ends to
+        mind (the plugin's GC releases per attachment, see commands.gc)."""
         stale = []
         with self.store.locked() as store:
             for ip, container_id, ifname in store.allocations():
-                attached = (container_id, ifname) in valid or (
-                    ifname == "" and any(cid == container_id for cid, _ in valid)
-                )
-                if not attached:
+                if not is_valid((container_id, ifname), valid):
                     store.release(ip)
                     stale.append((ip, container_id, ifname))
         return stale
