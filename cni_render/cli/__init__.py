@@ -92,10 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the cni-render and cni-render-ipam executables into a CNI bin directory",
         description="Write the node's plugin executables into the runtime's plugin directory, "
         "atomically (temporary name, then rename): the C shim when a compiler is present, "
-        "else a Python launcher.",
+        "else a Python launcher. With --shim, only that prebuilt static shim (a node without Python).",
     )
     install.add_argument("--bin-dir", default="/opt/cni/bin", help="default /opt/cni/bin")
     install.add_argument("--no-shim", action="store_true", help="write the Python launcher even when a C compiler is present")
+    install.add_argument("--shim", metavar="PATH", help="copy this prebuilt static shim as cni-render and write nothing else")
+    install.add_argument("--build-static-shim", metavar="OUT", help="only compile the static node shim (no Python, never executes anything) into OUT")
     return parser
 
 
@@ -140,8 +142,6 @@ def _run(args: argparse.Namespace, stdout: TextIO) -> int:
         from ..protocol import DEFAULT_SOCKET
 
         return serve(args.socket or DEFAULT_SOCKET, workers=args.workers, stop_seconds=args.stop_seconds)
-    from ..install import install
+    from ..install import run_install
 
-    for path in install(args.bin_dir, shim=not args.no_shim):
-        stdout.write(f"wrote {path}\n")
-    return 0
+    return run_install(args, stdout)
