@@ -137,8 +137,8 @@ def pin_peer(sock: socket.socket) -> Peer | str:
         peer = Peer(pid, _pidfd(sock, pid))
     except OSError:
         return "the caller is gone"
-    problem = peer_problem(pid, uid)
-    if problem is None and not peer.alive():
+    problem = "the caller is gone" if not peer.alive() else peer_problem(pid, uid)
+    if problem is None and not peer.alive():  # what /proc said was about the caller
         problem = "the caller is gone"
     if problem is not None:
         peer.close()

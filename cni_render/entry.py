@@ -19,7 +19,7 @@ def plugin_main() -> int:
 
 
 def ipam_main() -> int:
-    from .client import version_reply
+    from .protocol import version_reply
 
     raw = sys.stdin.buffer.read()
     if os.environ.get("CNI_COMMAND") == "VERSION":

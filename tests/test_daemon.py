@@ -446,3 +446,31 @@ def test_a_call_that_cannot_return_to_the_node_fails_and_retires_its_worker(tmp_
     assert "lost its network namespace" in json.loads(stdout)["details"]
     assert worker.stopping.is_set() and worker.retiring
     assert worker.serve() == 3  # retires: exit status the master reads as "retired"
+
+
+def test_the_caller_is_pinned_by_a_pidfd(tmp_path, netns_ok):
+    path = str(tmp_path / "s")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(4)
+    connect = f"import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect({path!r}); sys.stdin.read()"
+    try:
+        child = subprocess.Popen([sys.executable, "-c", connect], stdin=subprocess.PIPE)
+        connection, _ = listener.accept()
+        peer = daemon.pin_peer(connection)
+        assert isinstance(peer, daemon.Peer) and peer.pid == child.pid
+        assert f"Pid:\t{child.pid}\n" in open(f"/proc/self/fdinfo/{peer.pidfd}").read()
+        assert peer.alive()
+        child.stdin.close()
+        child.wait(timeout=10)
+        assert not peer.alive()  # its pid may be reused from now on: the pidfd knows it is not the caller
+        peer.close()
+        connection.close()
+        # a caller gone (and reaped) before the daemon looked is refused, whatever now has its pid
+        child = subprocess.Popen([sys.executable, "-c", connect.replace("sys.stdin.read()", "pass")])
+        child.wait(timeout=10)
+        connection, _ = listener.accept()
+        assert daemon.pin_peer(connection) == "the caller is gone"
+        connection.close()
+    finally:
+        listener.close()
