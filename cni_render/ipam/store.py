@@ -2,9 +2,11 @@
 
 ``<dataDir>/<network>/<ip>`` holds ``<containerID>\\r\\n<ifname>``;
 ``last_reserved_ip.<rangeset>`` holds the round-robin cursor; ``lock`` is
-flock'ed around every read-modify-write. A reservation is an ``O_EXCL``
-create, so it is atomic even without the lock. This module is the only one
-that touches IPAM files.
+flock'ed around every read-modify-write. Every write is crash-consistent
+(see :mod:`cni_render.durable`): an owner file is linked into place whole,
+which fails when the address is taken, so a reservation is atomic even
+without the lock; the index and the cursor are replaced by rename. This
+module is the only one that touches IPAM files.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from contextlib import contextmanager
 from typing import Iterator, Union
 
+from .. import durable
 from ..errors import IoFailure
 from ..locking import LOCK_TIMEOUT_SECONDS, file_lock
 
@@ -42,22 +45,23 @@ class Store:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return set()
+        durable.sweep_temporaries(self.directory, names)
         return {n for n in names if n != "lock" and not n.startswith((_CURSOR_PREFIX, "."))}
 
     def reserve(self, ip: IPAddress, container_id: str, ifname: str, range_set: int) -> bool:
-        """Reserve ``ip``; False when it is already taken."""
+        """Reserve ``ip``; False when it is already taken. The index entry
+        comes first (an entry without its owner file is ignored), then the
+        owner file, created whole or not at all."""
         self._index_add(container_id, ifname, str(ip))
+        owner = f"{container_id}{LINE_BREAK}{ifname}".encode()
         try:
-            fd = os.open(self._path(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+            created = durable.create_file(self._path(ip), owner)
+        except OSError as exc:
+            self._index_remove(container_id, ifname, str(ip))
+            raise IoFailure(f"cannot reserve {ip} in {self.directory}: {exc.strerror}") from exc
+        if not created:
             self._index_remove(container_id, ifname, str(ip))
             return False
-        except OSError as exc:
-            raise IoFailure(f"cannot reserve {ip} in {self.directory}: {exc.strerror}") from exc
-        try:
-            os.write(fd, f"{container_id}{LINE_BREAK}{ifname}".encode())
-        finally:
-            os.close(fd)
         self._write_cursor(range_set, ip)
         return True
 
@@ -75,33 +79,36 @@ class Store:
         except OSError as exc:
             raise IoFailure(f"cannot read the IPAM index in {self.directory}: {exc.strerror}") from exc
 
-    def _index_add(self, container_id: str, ifname: str, ip: str) -> None:
+    def _index_write(self, container_id: str, ifname: str, entries: list[str]) -> None:
         path = self._index_path(container_id, ifname)
-        try:
+        if entries:
             os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, f"{ip}\n".encode())
-            finally:
-                os.close(fd)
+            durable.replace_file(path, "".join(f"{entry}\n" for entry in entries).encode())
+        else:
+            durable.remove_file(path)
+
+    def _index_add(self, container_id: str, ifname: str, ip: str) -> None:
+        entries = self._index_read(container_id, ifname) or []
+        try:
+            self._index_write(container_id, ifname, [*entries, ip] if ip not in entries else entries)
         except OSError as exc:
             raise IoFailure(f"cannot write the IPAM index in {self.directory}: {exc.strerror}") from exc
 
     def _index_remove(self, container_id: str, ifname: str, ip: str) -> None:
-        remaining = [entry for entry in self._index_read(container_id, ifname) or [] if entry != ip]
-        path = self._index_path(container_id, ifname)
+        """Drop ``ip`` from the index. The index is a hint (owner files are
+        the truth), so when it cannot be rewritten (a full disk) it goes and
+        lookups fall back to reading the owner files."""
         try:
-            if remaining:  # a new file renamed into place: never a half-written index
-                temporary = f"{path}.tmp-{os.getpid()}-{id(remaining)}"
-                with open(temporary, "w") as handle:
-                    handle.write("".join(f"{entry}\n" for entry in remaining))
-                os.replace(temporary, path)
-            else:
-                os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise IoFailure(f"cannot update the IPAM index in {self.directory}: {exc.strerror}") from exc
+            entries = self._index_read(container_id, ifname) or []
+        except IoFailure:
+            entries = []
+        try:
+            self._index_write(container_id, ifname, [entry for entry in entries if entry != ip])
+        except OSError:
+            try:
+                durable.remove_file(self._index_path(container_id, ifname))
+            except OSError as exc:
+                raise IoFailure(f"cannot update the IPAM index in {self.directory}: {exc.strerror}") from exc
 
     def owner(self, name: str) -> tuple[str, str] | None:
         """(container ID, ifname) of a reservation; ifname is "" in host-local's old format."""
@@ -141,9 +148,7 @@ class Store:
     def release(self, name: str) -> None:
         owner = self.owner(name)
         try:
-            os.unlink(os.path.join(self.directory, name))
-        except FileNotFoundError:
-            pass
+            durable.remove_file(os.path.join(self.directory, name))
         except OSError as exc:
             raise IoFailure(f"cannot release {name} in {self.directory}: {exc.strerror}") from exc
         if owner is not None:
@@ -159,11 +164,7 @@ class Store:
     def _write_cursor(self, range_set: int, ip: IPAddress) -> None:
         path = os.path.join(self.directory, f"{_CURSOR_PREFIX}{range_set}")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, str(ip).encode())
-            finally:
-                os.close(fd)
+            durable.replace_file(path, str(ip).encode())
         except OSError:
             pass  # only the round-robin start is lost
 

@@ -1,0 +1,117 @@
+"""Crash-consistent file writes: a file is whole or absent, never half written.
+
+Both writers go through a temporary file in the target's directory, created
+exclusively without following links (``O_CREAT|O_EXCL|O_NOFOLLOW``),
+written, fsynced, then put in place, and the directory fsynced. On any error
+the temporary file is removed and the ``OSError`` (ENOSPC, EIO...) is
+raised for the caller to turn into a CNI error. A process killed mid-write
+can leave a temporary file; its name says which process made it, so
+:func:`sweep_temporaries` can remove those of dead processes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+TEMPORARY_PREFIX = ".tmp-"
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def replace_file(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` atomically, replacing what was there (rename)."""
+    temporary = _write_temporary(path, data, mode)
+    try:
+        os.rename(temporary, path)
+    except BaseException:
+        _remove(temporary)
+        raise
+    sync_directory(os.path.dirname(path))
+
+
+def create_file(path: str, data: bytes, mode: int = 0o644) -> bool:
+    """Create ``path`` holding ``data``, all or nothing; False when it exists.
+
+    The whole temporary file is hard-linked to ``path``: link(2) fails when
+    the name is taken, so this is as exclusive as ``O_EXCL`` and a reader
+    (or a crash) never sees an empty file.
+    """
+    temporary = _write_temporary(path, data, mode)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        _remove(temporary)
+    try:
+        sync_directory(os.path.dirname(path))
+    except BaseException:
+        _remove(path)  # not known to be durable: not created
+        raise
+    return True
+
+
+def remove_file(path: str) -> bool:
+    """Unlink ``path`` durably; False when it was already gone."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    sync_directory(os.path.dirname(path))
+    return True
+
+
+def sync_directory(directory: str) -> None:
+    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sweep_temporaries(directory: str, names: list[str]) -> None:
+    """Remove, among ``names`` in ``directory``, temporary files of processes
+    that no longer exist (killed mid-write). Best effort."""
+    for name in names:
+        if not name.startswith(TEMPORARY_PREFIX):
+            continue
+        pid = name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def _write_temporary(path: str, data: bytes, mode: int) -> str:
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f"{TEMPORARY_PREFIX}{os.getpid()}-{secrets.token_hex(6)}-{name}")
+    fd = os.open(temporary, _CREATE, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _remove(temporary)
+        raise
+    os.close(fd)
+    return temporary
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
