@@ -1,13 +1,64 @@
-# cni-render in an image. For now it carries the plugin and its example
-# conflist; the node installer (DaemonSet) comes with the deployment work.
-FROM debian:bookworm-slim
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv iproute2 util-linux nftables \
-    && rm -rf /var/lib/apt/lists/*
-COPY . /src
-RUN python3 -m venv /opt/cni-render \
-    && /opt/cni-render/bin/pip install --no-cache-dir /src \
-    && rm -rf /src
-COPY deploy/10-cni-render.conflist /opt/cni-render/share/10-cni-render.conflist
-ENV PATH=/opt/cni-render/bin:$PATH
+# cni-render's node image: the DaemonSet runs `cni-render node` from it.
+#
+# Build stage: a virtualenv with the pinned dependencies (requirements.lock,
+# every file checked against its hash), the package itself, and the static
+# node shim (NODE_MODE: no Python, never executes anything) that the agent
+# copies into the host's /opt/cni/bin. Final stage: that virtualenv without
+# pip, setuptools or wheel, the shim, python3, iproute2 and nftables; no
+# compiler.
+#
+# Both bases are build arguments so the image builds offline from locally
+# made bases, e.g.
+#   buildah bud --network host \
+#     --build-arg BUILD_IMAGE=localhost/cni-render-build:bookworm \
+#     --build-arg BASE_IMAGE=localhost/cni-render-base:bookworm \
+#     -t localhost/cni-render:$(python3 -c 'import cni_render; print(cni_render.__version__)') .
+# A base that already has what a stage needs (python3, python3-venv, gcc,
+# libc6-dev for the build; python3, iproute2, nftables, ca-certificates for
+# the final image) is used as it is; only a bare Debian gets them from apt.
+
+ARG BUILD_IMAGE=debian:bookworm
+ARG BASE_IMAGE=debian:bookworm-slim
+
+FROM ${BUILD_IMAGE} AS build
+RUN need=""; \
+    for package in python3 python3-venv gcc libc6-dev ca-certificates; do \
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || need="$need $package"; \
+    done; \
+    if [ -n "$need" ]; then \
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY requirements.lock /src/requirements.lock
+# A build host behind a TLS-intercepting proxy passes its CA bundle for pip:
+#   buildah bud --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt ...
+# (the hashes in requirements.lock still decide what is installed).
+RUN --mount=type=secret,id=pip-ca \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi; \
+    python3 -m venv /opt/cni-render/venv \
+    && /opt/cni-render/venv/bin/pip install --require-hashes --no-deps -r /src/requirements.lock
+COPY pyproject.toml setup.cfg README.md /src/
+COPY cni_render /src/cni_render
+COPY templates /src/templates
+COPY schemas /src/schemas
+RUN /opt/cni-render/venv/bin/pip install --no-deps --no-build-isolation /src \
+    && /opt/cni-render/venv/bin/cni-render install --build-static-shim /opt/cni-render/shim/cni-render \
+    && /opt/cni-render/venv/bin/pip uninstall -y -q wheel setuptools pip \
+    && test ! -e /opt/cni-render/venv/bin/pip
+
+FROM ${BASE_IMAGE}
+RUN need=""; \
+    for package in python3 iproute2 nftables ca-certificates; do \
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || need="$need $package"; \
+    done; \
+    if [ -n "$need" ]; then \
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+COPY --from=build /opt/cni-render /opt/cni-render
+ENV PATH=/opt/cni-render/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    CNI_RENDER_SHIM=/opt/cni-render/shim/cni-render
 ENTRYPOINT ["cni-render"]
+CMD ["node"]
