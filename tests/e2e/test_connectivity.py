@@ -25,7 +25,6 @@ from cluster import (
     pod_fetch,
     pod_ips,
     test_pod,
-    unique,
     url,
     wait_running,
 )

@@ -39,16 +39,21 @@ def test_deleting_pods_leaves_no_link_route_address_file_or_nft_element() -> Non
         assert all(ip in ipam_files(node) for ip in ips), f"{name}: {ips} not allocated on {node}"
         before[name] = (node, ips, link)
     delete_pods(*names)
-    for name, (node, ips, link) in before.items():
-        assert on_node(node, "ip", "link", "show", "dev", link, check=False) == "", f"{link} left on {node}"
-        routes = on_node(node, "ip", "-d", "route", "show", "table", "all")
-        routes += on_node(node, "ip", "-6", "-d", "route", "show", "table", "all")
-        files = ipam_files(node)
-        ruleset = nft_ruleset(node)
-        for ip in ips:
-            assert f"{ip} " not in routes and f"{ip}/" not in routes, f"route to {ip} left on {node}"
-            assert ip not in files, f"address file {ip} left on {node}"
-            assert ip not in ruleset, f"nft element {ip} left on {node}"
+    for node, ips, link in before.values():
+        eventually(f"{link} and its addresses to leave {node}", lambda: nothing_left(node, ips, link), timeout=30)
+
+
+def nothing_left(node: str, ips: list[str], link: str) -> bool:
+    assert on_node(node, "ip", "link", "show", "dev", link, check=False) == "", f"{link} left on {node}"
+    routes = on_node(node, "ip", "-d", "route", "show", "table", "all")
+    routes += on_node(node, "ip", "-6", "-d", "route", "show", "table", "all")
+    files = ipam_files(node)
+    ruleset = nft_ruleset(node)
+    for ip in ips:
+        assert f"{ip} " not in routes and f"{ip}/" not in routes, f"route to {ip} left on {node}"
+        assert ip not in files, f"address file {ip} left on {node}"
+        assert ip not in ruleset, f"nft element {ip} left on {node}"
+    return True
 
 
 def test_rolling_restart_during_pod_creation_ends_with_every_pod_running() -> None:
