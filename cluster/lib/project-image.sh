@@ -57,7 +57,9 @@ fi
 base_image localhost/cni-render-base:bookworm "$RUNTIME_PACKAGES"
 base_image localhost/cni-render-build:bookworm "$BUILD_PACKAGES"
 log "building $tag from the Dockerfile"
-buildah bud --quiet --network host --isolation chroot --layers=false \
+secret=()   # this machine's CA bundle for pip (a TLS-intercepting proxy may sit in front of PyPI)
+[ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt)
+buildah bud --quiet --network host --isolation chroot --layers=false "${secret[@]}" \
     --build-arg BASE_IMAGE=localhost/cni-render-base:bookworm \
     --build-arg BUILD_IMAGE=localhost/cni-render-build:bookworm \
     -t "$tag" -f "$REPO/Dockerfile" "$REPO" >&2
