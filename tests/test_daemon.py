@@ -25,6 +25,7 @@ from daemon_helpers import daemon_master, start_daemon, wait_for
 
 from cni_render import daemon
 from cni_render.client import version_reply
+from cni_render.commands import attachment_lock_path
 from cni_render.locking import file_lock
 from netns import PLUGIN, Node, run
 
@@ -327,11 +328,11 @@ def test_stop_refuses_new_callers_at_once_and_settles_calls_in_flight(launcher_d
         config = node.config()
         with file_lock(f"{node.data_dir}/testnet/lock"):  # the ADD waits for IPAM inside the daemon
             thread, calls = call_in_background(node, "ADD", config, pod)
-            wait_for(lambda: "STATUS" not in node.daemon_log() and os.listdir(node.data_dir), 10, "the ADD did not start")
-            time.sleep(0.5)
+            started = attachment_lock_path(node.state_dir, "testnet", pod.container_id, "eth0")
+            wait_for(lambda: os.path.exists(started), 20, "the daemon did not start the ADD")
             stopped_at = time.monotonic()
             node.daemon.send_signal(signal.SIGTERM)
-            wait_for(lambda: not os.path.exists(node.socket), 2, "the socket stayed")
+            wait_for(lambda: not os.path.exists(node.socket), 5, "the socket stayed")
             with socket.socket(socket.AF_UNIX) as probe:
                 with pytest.raises(OSError):
                     probe.connect(node.socket)

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -368,3 +369,21 @@ def test_launchers_never_import_from_a_directory_others_can_write(tmp_path, monk
     with pytest.raises(install.InstallError):
         install.install(str(tmp_path / "bin"))
     assert not (tmp_path / "bin").exists()
+
+
+def test_node_shim_run_by_an_ordinary_user_fails_at_once(node_shim, launcher_dir, netns_ok):
+    node = Node(mode="daemon", plugin_dir=launcher_dir)
+    try:
+        os.chmod(node.tmp, 0o711)
+        shim = shutil.copy(node_shim, node.tmp / "cni-render")  # where an ordinary user may execute it
+        code = (f"import os, subprocess, sys; os.setgid(65534); os.setuid(65534); "
+                f"sys.exit(subprocess.run([{str(shim)!r}], input=b'{{\"cniVersion\": \"1.0.0\"}}', "
+                f"env={{'CNI_COMMAND': 'STATUS', 'CNI_RENDER_DAEMON_SOCKET': {node.socket!r}}}).returncode)")
+        started = time.monotonic()
+        proc = node.exec([sys.executable, "-c", code], check=False)
+        assert time.monotonic() - started < 10  # not the 20 s wait for a daemon
+        error = json.loads(proc.stdout)
+        assert proc.returncode == 1 and error["code"] == 4 and error["cniVersion"] == "1.0.0"
+        assert "only root may use the cni-render daemon" in error["details"]
+    finally:
+        node.close()

@@ -254,8 +254,10 @@ static enum outcome ask(const char *path, const struct buffer *request, struct e
     enum outcome outcome;
     char detail[540];
     if (connect(sock, (struct sockaddr *)&address, sizeof address) != 0) {
+        int denied = errno == EACCES || errno == EPERM;  /* waiting will not change who we are */
         snprintf(detail, sizeof detail, "%s: %s", path, strerror(errno));
-        outcome = finish(x, NOT_STARTED, "no cni-render daemon answered at %s", detail);
+        outcome = finish(x, denied ? REFUSED_CALL : NOT_STARTED,
+                         denied ? "only root may use the cni-render daemon (%s)" : "no cni-render daemon answered at %s", detail);
         goto done;
     }
     struct ucred peer;
