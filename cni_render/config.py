@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from . import schema
@@ -94,21 +96,63 @@ def _object(document: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _structural_check(document: dict[str, Any]) -> None:
-    """What STATUS needs to read the config, without the JSON Schema."""
-    from .request import NAME_RE
+# What every command reads of the config. ADD checks it with the JSON Schema;
+# DEL and STATUS skip the schema (DEL must not fail for good over a key it
+# does not read; STATUS must stay cheap) and check these with the schema's
+# own rules, so the three judge the same value alike.
+_READ_BY_EVERY_COMMAND = (
+    ("name",), ("mode",), ("bridge",), ("stateDir",), ("templateDir",), ("logFile",), ("logLevel",),
+    ("ipam", "type"),
+)
+_READ_BY_IN_PROCESS_IPAM = (("dataDir",),)
+_ABSENT = object()
 
-    name = document.get("name")
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise InvalidConfig(f"$.name: {name!r} is not a valid network name")
+
+@cache
+def _schema_rules(schema_name: str) -> dict[str, Any]:
+    from .resources import read_schema
+
+    return json.loads(read_schema(schema_name))
+
+
+def _rules_at(schema_name: str, path: tuple[str, ...]) -> dict[str, Any]:
+    rules = _schema_rules(schema_name)
+    for key in path:
+        rules = rules.get("properties", {}).get(key, {})
+    return rules
+
+
+def _check_value(value: Any, rules: dict[str, Any], where: str) -> None:
+    """The schema keywords the read keys use: type string, enum, const, pattern
+    (re.search, as jsonschema applies it)."""
+    if rules.get("type") == "string" or "pattern" in rules:
+        if not isinstance(value, str):
+            raise InvalidConfig(f"{where}: {value!r} is not a string")
+    if "enum" in rules and value not in rules["enum"]:
+        raise InvalidConfig(f"{where}: {value!r} is not one of {rules['enum']!r}")
+    if "const" in rules and value != rules["const"]:
+        raise InvalidConfig(f"{where}: {value!r} was expected to be {rules['const']!r}")
+    if "pattern" in rules and not re.search(rules["pattern"], value):
+        raise InvalidConfig(f"{where}: {value!r} does not match {rules['pattern']!r}")
+
+
+def _structural_check(document: dict[str, Any]) -> None:
+    """What DEL and STATUS need to read the config, without the JSON Schema."""
+    if "name" not in document:
+        raise InvalidConfig("$.name: the network name is required")
     ipam = document.get("ipam")
     if not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str):
         raise InvalidConfig("$.ipam: an object with a type is required")
-    for key in ("stateDir", "templateDir"):
-        if key in document and not (isinstance(document[key], str) and document[key].startswith("/")):
-            raise InvalidConfig(f"$.{key}: must be an absolute path")
-    if document.get("mode", "routed") not in ("routed", "bridge"):
-        raise InvalidConfig(f"$.mode: {document.get('mode')!r} is not routed or bridge")
+    for path in _READ_BY_EVERY_COMMAND:
+        value: Any = document
+        for key in path:
+            value = value.get(key, _ABSENT) if isinstance(value, dict) else _ABSENT
+        if value is not _ABSENT:
+            _check_value(value, _rules_at(schema.PLUGIN_SCHEMA, path), "$." + ".".join(path))
+    if ipam["type"] == IN_PROCESS_IPAM:
+        for path in _READ_BY_IN_PROCESS_IPAM:
+            if path[0] in ipam:
+                _check_value(ipam[path[0]], _rules_at(schema.IPAM_SCHEMA, path), "$.ipam." + ".".join(path))
 
 
 def load(raw: bytes, validate: bool = True, cache: bool = True) -> NetworkConfig:

@@ -6,6 +6,7 @@ Grammars come from the spec (container ID, interface name) and libcni.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -93,7 +94,47 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return args
 
 
+def duplicated_variables(block: bytes) -> list[str]:
+    """CNI_* names set more than once in a NUL-separated environment block."""
+    seen: set[bytes] = set()
+    duplicated: list[str] = []
+    for entry in block.split(b"\0"):
+        name, sep, _ = entry.partition(b"=")
+        if not sep or not name.startswith(b"CNI_"):
+            continue
+        if name in seen and name.decode(errors="replace") not in duplicated:
+            duplicated.append(name.decode(errors="replace"))
+        seen.add(name)
+    return duplicated
+
+
+def _own_duplicates(environ: Mapping[str, str]) -> list[str]:
+    """Duplicates in this process's own environment block, when the request
+    is this process's environment (the in-process plugin, cni-render-ipam).
+
+    A mapping cannot show a name set twice, and readers disagree on which
+    copy counts (Python, glibc and Go take the first, a dict built from the
+    block the last), so the block itself is read. The daemon, whose own
+    environment is not the request, refuses duplicates when it decodes the
+    block the client sent.
+    """
+    command = os.environ.get("CNI_COMMAND")
+    if command is None or environ.get("CNI_COMMAND") != command:
+        return []
+    try:
+        with open("/proc/self/environ", "rb") as handle:
+            return duplicated_variables(handle.read())
+    except OSError:
+        return []
+
+
 def parse_request(environ: Mapping[str, str]) -> Request:
+    duplicated = _own_duplicates(environ)
+    if duplicated:
+        raise InvalidEnvironment(
+            f"the environment sets {', '.join(duplicated)} more than once; "
+            "a CNI variable must be set exactly once"
+        )
     command = environ.get("CNI_COMMAND", "")
     if command not in COMMANDS:
         raise InvalidEnvironment(

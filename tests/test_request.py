@@ -81,3 +81,14 @@ def test_cni_args_must_be_pairs():
 
 def test_del_ignores_an_unusable_netns():
     assert parse_request(env(CNI_COMMAND="DEL", CNI_NETNS="not a path")).netns == ""
+
+
+# --- duplicated variables (issue 9, item 10) ------------------------------------
+
+
+def test_duplicated_cni_variables_are_found_in_an_environment_block():
+    from cni_render.request import duplicated_variables
+
+    block = b"PATH=/a\0CNI_IFNAME=eth0\0PATH=/b\0CNI_COMMAND=ADD\0CNI_IFNAME=eth1\0NOEQUALS\0"
+    assert duplicated_variables(block) == ["CNI_IFNAME"]  # only CNI_* matters
+    assert duplicated_variables(b"CNI_COMMAND=ADD\0CNI_IFNAME=eth0\0") == []

@@ -146,3 +146,57 @@ def test_every_schema_property_has_a_description():
         document = json.loads(read_schema(name))
         for key, spec in document["properties"].items():
             assert spec.get("description"), f"{name}: {key} has no description"
+
+
+# --- one reading of the input (issue 9, item 10) ------------------------------
+
+TRAILING_NEWLINE = [
+    (base(name="net1\n"), "$.name"),
+    (base(ipam={"type": "host-local\n"}), "$.ipam.type"),
+    (base(mode="bridge", bridge="br0\n"), "$.bridge"),
+    (base(stateDir="/run/x\n"), "$.stateDir"),
+    (base(templateDir="/etc/t\n"), "$.templateDir"),
+    (base(logFile="/var/log/x\n"), "$.logFile"),
+    (base(ipam={"type": "cni-render-ipam", "dataDir": "/run/ipam\n", "ranges": [[{"subnet": "10.1.0.0/24"}]]}), "$.ipam.dataDir"),
+]
+DOT_NAMES = [
+    (base(name="."), "$.name"),
+    (base(name=".."), "$.name"),
+    (base(mode="bridge", bridge="."), "$.bridge"),
+    (base(mode="bridge", bridge=".."), "$.bridge"),
+    (base(ipam={"type": ".."}), "$.ipam.type"),
+]
+
+
+@pytest.mark.parametrize("document,path", TRAILING_NEWLINE + DOT_NAMES, ids=lambda v: repr(v) if isinstance(v, str) else "")
+def test_patterns_match_the_whole_value(document, path):
+    error = first_error(document)
+    assert isinstance(error, InvalidConfig) and path in error.details, error.details
+
+
+def test_dotted_names_that_are_not_dot_or_dotdot_stay_valid():
+    assert errors(base(name="a.b", mode="bridge", bridge="br.0")) == []
+    assert errors(base(mode="bridge", bridge="...")) == []
+
+
+def _patterns(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern":
+                yield value
+            if key == "patternProperties":
+                yield from value
+            yield from _patterns(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _patterns(item)
+
+
+def test_every_end_anchor_refuses_a_trailing_newline():
+    """Python's ``$`` (jsonschema uses re.search) also matches before a
+    final newline; ECMA's does not. ``$(?!\\n)`` means the same in both."""
+    for name in (schema.PLUGIN_SCHEMA, schema.IPAM_SCHEMA):
+        for pattern in _patterns(json.loads(schema.read_schema(name))):
+            ends = [i for i, c in enumerate(pattern) if c == "$" and (i == 0 or pattern[i - 1] != "\\")]
+            for index in ends:
+                assert pattern[index:].startswith("$(?!\\n)"), f"{name}: {pattern!r}"
