@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import shutil
+import signal
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
-from .errors import ApplyFailed, InvalidEnvironment
+from .errors import ApplyFailed, DelegateFailed, InvalidEnvironment
 
 # The runtime's PATH may lack the sbin directories.
 _SEARCH_PATH = os.pathsep.join(
@@ -169,57 +172,174 @@ def run_nft_batch(batch: str, *, where: str, tolerate: Sequence[str] = ()) -> No
     _run_batch([_binary("nft"), "-f", "-"], batch, f"nft batch ({where})", tolerate)
 
 
-def _spawn(argv: list[str], stdin: bytes) -> tuple[int, str]:
-    """Run ``argv`` with ``stdin``; (exit status, its stdout and stderr merged).
+COMMAND_TIMEOUT = 30.0  # seconds an ip or nft batch may take
+PLUGIN_TIMEOUT = 60.0  # seconds a delegated plugin may take
+OUTPUT_LIMIT = 1 << 20  # bytes kept of each output stream; the rest is read and dropped
+MESSAGE_LIMIT = 2000  # characters of a command's output quoted in an error
+_CHUNK = 1 << 16
+
+
+class TimedOut(Exception):
+    """The command ran past its deadline; it and its process group were killed."""
+
+
+@dataclass
+class Completed:
+    status: int
+    stdout: bytes
+    stderr: bytes
+
+
+def execute(
+    argv: Sequence[str],
+    stdin: bytes,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    merge_output: bool = True,
+) -> Completed:
+    """Run ``argv`` (an absolute path first) with ``stdin``, bounded.
 
     posix_spawn (vfork-like) instead of subprocess: several times cheaper from
     a large process, and the child starts in the calling thread's network
-    namespace.
+    namespace. The child leads a new process group; stdin is written while
+    the output is read (a command that floods its output before reading a
+    large input cannot deadlock), at most OUTPUT_LIMIT bytes of each stream
+    are kept, and past ``timeout`` the whole group is killed and reaped and
+    TimedOut raised. With ``merge_output`` stderr goes into stdout.
+    OSError when it cannot be started.
     """
-    stdin_read, stdin_write = os.pipe()
-    output_read, output_write = os.pipe()
+    pipes: list[int] = []
     try:
+        stdin_read, stdin_write = _pipe(pipes)
+        stdout_read, stdout_write = _pipe(pipes)
+        stderr_read, stderr_write = (stdout_read, stdout_write) if merge_output else _pipe(pipes)
         pid = os.posix_spawn(
             argv[0],
-            argv,
-            os.environ,
+            list(argv),
+            os.environ if env is None else dict(env),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, stdin_read, 0),
-                (os.POSIX_SPAWN_DUP2, output_write, 1),
-                (os.POSIX_SPAWN_DUP2, output_write, 2),
+                (os.POSIX_SPAWN_DUP2, stdout_write, 1),
+                (os.POSIX_SPAWN_DUP2, stderr_write, 2),
             ],
+            setpgroup=0,
         )
+        for fd in {stdin_read, stdout_write, stderr_write}:
+            _close(pipes, fd)
+        try:
+            outputs = _exchange(stdin_write, stdin, {stdout_read, stderr_read}, pipes, time.monotonic() + timeout, pid)
+        except BaseException:
+            _kill_group(pid)
+            raise
+    finally:
+        for fd in list(pipes):
+            _close(pipes, fd)
+    return Completed(outputs[0], outputs[1].get(stdout_read, b""), outputs[1].get(stderr_read, b""))
+
+
+def _pipe(pipes: list[int]) -> tuple[int, int]:
+    read, write = os.pipe()
+    pipes.extend((read, write))
+    return read, write
+
+
+def _close(pipes: list[int], fd: int) -> None:
+    if fd in pipes:
+        pipes.remove(fd)
+        os.close(fd)
+
+
+def _exchange(
+    stdin_write: int, stdin: bytes, readers: set[int], pipes: list[int], deadline: float, pid: int
+) -> tuple[int, dict[int, bytes]]:
+    """Feed stdin and drain the outputs until both are done and ``pid`` exited."""
+    selector = selectors.DefaultSelector()
+    kept: dict[int, bytearray] = {fd: bytearray() for fd in readers}
+    pending = memoryview(stdin)
+    try:
+        if pending:
+            os.set_blocking(stdin_write, False)
+            selector.register(stdin_write, selectors.EVENT_WRITE)
+        else:
+            _close(pipes, stdin_write)
+        for fd in readers:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimedOut()
+            for key, _ in selector.select(remaining):
+                fd = key.fd
+                if fd == stdin_write:
+                    try:
+                        pending = pending[os.write(fd, pending[:_CHUNK]):]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        pending = pending[:0]  # it stopped reading: its status and output say why
+                    if not pending:
+                        selector.unregister(fd)
+                        _close(pipes, fd)
+                    continue
+                chunk = os.read(fd, _CHUNK)
+                if not chunk:
+                    selector.unregister(fd)
+                    continue
+                room = OUTPUT_LIMIT - len(kept[fd])
+                if room > 0:
+                    kept[fd] += chunk[:room]
+    finally:
+        selector.close()
+    return _reap(pid, deadline), {fd: bytes(data) for fd, data in kept.items()}
+
+
+def _reap(pid: int, deadline: float) -> int:
+    """The exit status of ``pid`` (its output is closed, so it is ending)."""
+    delay = 0.0002
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= deadline:
+            raise TimedOut()
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+def _kill_group(pid: int) -> None:
+    """Kill ``pid``'s process group (what it started too) and reap ``pid``."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _spawn(argv: list[str], stdin: bytes, timeout: float | None = None) -> tuple[int, str]:
+    """(exit status, stdout and stderr merged) of ``argv``, bounded by
+    ``timeout`` (COMMAND_TIMEOUT): ApplyFailed naming it when it cannot be
+    started or does not finish."""
+    limit = COMMAND_TIMEOUT if timeout is None else timeout
+    try:
+        done = execute(argv, stdin, limit)
     except OSError as exc:
-        for fd in (stdin_write, output_read):
-            os.close(fd)
         raise ApplyFailed(f"cannot start {argv[0]}: {exc.strerror}") from exc
-    finally:
-        os.close(stdin_read)
-        os.close(output_write)
-    try:
-        view = memoryview(stdin)
-        while view:
-            written = os.write(stdin_write, view)
-            view = view[written:]
-    except BrokenPipeError:
-        pass  # the command stopped reading: its status and output say why
-    finally:
-        os.close(stdin_write)
-    chunks = []
-    try:
-        while True:
-            chunk = os.read(output_read, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(output_read)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
+    except TimedOut as exc:
+        raise ApplyFailed(
+            f"{os.path.basename(argv[0])} did not finish within {limit:g} s and was killed"
+        ) from exc
+    return done.status, done.stdout.decode(errors="replace")
 
 
 def _run_batch(argv: list[str], batch: str, what: str, tolerate: Sequence[str]) -> None:
-    status, output = _spawn(argv, batch.encode())
+    try:
+        status, output = _spawn(argv, batch.encode())
+    except ApplyFailed as exc:
+        raise ApplyFailed(f"{what}: {exc.details}") from exc
     if status == 0:
         return
     failures = _failures(batch, output) or [BatchFailure(0, "", output.strip())]
@@ -228,12 +348,13 @@ def _run_batch(argv: list[str], batch: str, what: str, tolerate: Sequence[str]) 
         if not failures:
             return
     first = failures[0]
+    message = first.message if len(first.message) <= MESSAGE_LIMIT else first.message[:MESSAGE_LIMIT] + "..."
     location = f"line {first.line_number} {first.line!r}: " if first.line_number else ""
     raise ApplyFailed(
-        f"{what} {location}{first.message or 'failed'}",
+        f"{what} {location}{message or 'failed'}",
         line_number=first.line_number,
         line=first.line,
-        reason=first.message,
+        reason=message,
     )
 
 
@@ -325,18 +446,18 @@ def netns_problem(netns: str) -> str | None:
 
 
 def exec_plugin(
-    path: str, env: Mapping[str, str], stdin: bytes, timeout: float = 120.0
+    path: str, env: Mapping[str, str], stdin: bytes, timeout: float | None = None
 ) -> tuple[int, bytes, bytes]:
-    """Execute a CNI plugin; returns (exit code, stdout, stderr)."""
+    """Execute a CNI plugin, bounded by ``timeout`` (PLUGIN_TIMEOUT); returns
+    (exit code, stdout, stderr)."""
+    limit = PLUGIN_TIMEOUT if timeout is None else timeout
     try:
-        proc = subprocess.run(
-            [path], input=stdin, env=dict(env), capture_output=True, timeout=timeout, check=False
-        )
+        done = execute([path], stdin, limit, env=env, merge_output=False)
     except OSError as exc:
         raise InvalidEnvironment(f"cannot execute {path}: {exc.strerror}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise ApplyFailed(f"{path} did not answer within {timeout:.0f}s") from exc
-    return proc.returncode, proc.stdout, proc.stderr
+    except TimedOut as exc:
+        raise DelegateFailed(f"{path} did not answer within {limit:g} s and was killed") from exc
+    return done.status, done.stdout, done.stderr
 
 
 def find_plugin(name: str, cni_path: Sequence[str]) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .. import system
-from ..errors import ApplyFailed, CniError, DelegateFailed, InvalidConfig
+from ..errors import CniError, DelegateFailed, InvalidConfig
 from ..versions import parse_result
 from .attachments import with_valid_attachments
 
@@ -41,7 +41,7 @@ class DelegatedIpam:
     def add(self) -> dict[str, Any]:
         try:
             stdout = self._run("ADD")
-        except ApplyFailed:  # timed out: it may have allocated
+        except DelegateFailed:  # killed past its deadline, or failed without a CNI error: it may hold something
             self._release_quietly()
             raise
         try:
