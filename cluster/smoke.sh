@@ -54,7 +54,7 @@ first=$1; shift || true
 for node in "$@"; do
     for ip in $(k get pod "smoke-$node" -o jsonpath='{range .status.podIPs[*]}{.ip}{" "}{end}'); do
         printf 'pod smoke-%s -> pod smoke-%s (%s): ' "$first" "$node" "$ip"
-        body=$(k exec "smoke-$first" -- wget -qO- -T 5 "$(url "$ip")") || fail "pod on $first cannot reach $ip on $node"
+        body=$(k exec "smoke-$first" -- timeout 5 wget -qO- "$(url "$ip")") || fail "pod on $first cannot reach $ip on $node"
         echo "$body"; [ "$body" = "It works!" ] || fail "unexpected answer from $ip"
         answers=$((answers + 1))
     done

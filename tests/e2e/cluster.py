@@ -150,7 +150,8 @@ def url(ip: str, port: int = 8080, path: str = "/") -> str:
 
 
 def pod_fetch(pod: str, address: str, *, timeout: int = 5) -> str:
-    return kubectl("-n", NAMESPACE, "exec", pod, "--", "wget", "-qO-", "-T", str(timeout), address, timeout=timeout + 30)
+    # busybox wget's own -T crashes (SIGSEGV) in Debian's busybox-static: time it out from outside
+    return kubectl("-n", NAMESPACE, "exec", pod, "--", "timeout", str(timeout), "wget", "-qO-", address, timeout=timeout + 30)
 
 
 def node_fetch(node: str, address: str, *, timeout: int = 5) -> str:
