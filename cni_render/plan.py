@@ -66,6 +66,7 @@ class Plan:
     ipv4: bool
     ipv6: bool
     pod_link_local: str | None
+    host_link_local: str | None  # the node end's (routed) or the bridge's (bridge set)
     ip_masq: bool
     args: Mapping[str, str] = field(default_factory=dict)
     runtime_config: Mapping[str, Any] = field(default_factory=dict)
@@ -182,7 +183,18 @@ def build_plan(
         ipv4=4 in families,
         ipv6=6 in families,
         pod_link_local=naming.link_local(pod.mac) if 6 in families else None,
+        host_link_local=_host_link_local(request, config) if 6 in families else None,
     )
+
+
+def _host_link_local(request: Request, config: NetworkConfig) -> str:
+    """The node side's IPv6 link-local address (the bridge's in the bridge
+    set), from its MAC. The kernel sends neighbour solicitations for
+    forwarded packets only from a link-local address, so without one a pod is
+    unreachable from other pods until the node itself has talked to it."""
+    if config.mode == "bridge":
+        return naming.link_local(bridge_link(config).mac)
+    return naming.link_local(host_link(config.name, request.container_id, request.ifname).mac)
 
 
 def build_teardown(

@@ -95,6 +95,18 @@ def test_dual_stack_answers_at_once_without_dad(node):
     assert accept_ra.stdout.strip() == "0"
 
 
+def test_pods_reach_each_other_over_ipv6_before_the_node_talked_to_either(node):
+    """Forwarded IPv6 needs neighbour discovery from the node end, which the
+    kernel sends only from a link-local address: the node end must have one
+    (found on a real cluster, where a pod's first peer is often another pod)."""
+    config = dual_stack(node)
+    pods = [node.add_pod(), node.add_pod()]
+    results = [node.cni("ADD", config, pod).ok().json for pod in pods]
+    pods[1].serve_http(f"It works from {pods[1].name}!\n")
+    target_v6 = pod_addresses(results[1])[1]
+    assert node.http_get(target_v6, source=pods[0]) == f"It works from {pods[1].name}!\n"
+
+
 def test_ipv6_only(node):
     ipam = {"type": "cni-render-ipam", "dataDir": node.data_dir, "ranges": [[{"subnet": "fd00:6::/64"}]], "routes": [{"dst": "::/0"}]}
     pod = node.add_pod()
