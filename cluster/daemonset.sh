@@ -16,8 +16,12 @@ k() { "$here/kubectl" "$@"; }
 archive=$("$here/lib/project-image.sh" | tail -n 1)
 load_image "$archive"
 manifest=${MANIFEST:-$REPO/deploy/cni-render.yaml}
+installed=$(k -n kube-system get ds cni-render -o name 2>/dev/null || true)
 start=$(date +%s.%N)
 k apply -f "$manifest" >&2
+# The tag is the package's version: a rebuilt image of the same version
+# reaches running pods only through a restart (a rolling one).
+[ -n "$installed" ] && k -n kube-system rollout restart ds/cni-render >&2
 k -n kube-system rollout status ds/cni-render --timeout=300s >&2
 k wait --for=condition=Ready node --all --timeout=300s >&2
 ready=$(date +%s.%N)
