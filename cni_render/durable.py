@@ -12,7 +12,6 @@ can leave a temporary file; its name says which process made it, so
 from __future__ import annotations
 
 import os
-import secrets
 
 TEMPORARY_PREFIX = ".tmp-"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -85,7 +84,7 @@ def sweep_temporaries(directory: str, names: list[str]) -> None:
 
 def _write_temporary(path: str, data: bytes, mode: int) -> str:
     directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f"{TEMPORARY_PREFIX}{os.getpid()}-{secrets.token_hex(6)}-{name}")
+    temporary = os.path.join(directory, f"{TEMPORARY_PREFIX}{os.getpid()}-{os.urandom(6).hex()}-{name}")
     fd = os.open(temporary, _CREATE, mode)
     try:
         view = memoryview(data)
