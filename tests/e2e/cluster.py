@@ -100,7 +100,7 @@ def families() -> list[int]:
     return sorted({c.version for c in pod_cidrs(nodes()[0])})
 
 
-def test_pod(name: str, node: str, *, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+def pod_manifest(name: str, node: str, *, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",

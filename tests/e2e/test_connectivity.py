@@ -24,7 +24,7 @@ from cluster import (
     pod_cidrs,
     pod_fetch,
     pod_ips,
-    test_pod,
+    pod_manifest,
     url,
     wait_running,
 )
@@ -41,7 +41,7 @@ def pods() -> dict[str, dict[str, Any]]:
         for i in range(PODS_PER_NODE):
             name = f"conn-{node}-{i}"
             names.append(name)
-            manifests.append(test_pod(name, node, labels={"app": "conn"}))
+            manifests.append(pod_manifest(name, node, labels={"app": "conn"}))
     apply(manifests)
     running = wait_running(names)
     yield running

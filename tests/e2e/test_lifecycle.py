@@ -19,7 +19,7 @@ from cluster import (
     node_names,
     on_node,
     pod_ips,
-    test_pod,
+    pod_manifest,
     unique,
     wait_running,
 )
@@ -28,7 +28,7 @@ from node_state import agent_routes, host_link_of, ipam_files, nft_ruleset
 
 def test_deleting_pods_leaves_no_link_route_address_file_or_nft_element() -> None:
     names = {unique(f"del-{node}"): node for node in node_names()}
-    apply([test_pod(name, node) for name, node in names.items()])
+    apply([pod_manifest(name, node) for name, node in names.items()])
     pods = wait_running(names)
     before = {}
     for name, pod in pods.items():
@@ -65,7 +65,7 @@ def test_rolling_restart_during_pod_creation_ends_with_every_pod_running() -> No
         i = 0
         while not stop.is_set() and i < 30:
             name = f"roll-{i}"
-            apply(test_pod(name, nodes[i % len(nodes)], labels={"app": "roll"}))
+            apply(pod_manifest(name, nodes[i % len(nodes)], labels={"app": "roll"}))
             created.append(name)
             i += 1
             time.sleep(1)

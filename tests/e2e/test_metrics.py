@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cluster import apply, delete_pods, families, node_names, on_node, test_pod, unique, wait_running
+from cluster import apply, delete_pods, families, node_names, on_node, pod_manifest, unique, wait_running
 
 PORT = 9645
 
@@ -25,7 +25,7 @@ def test_metrics_count_calls_addresses_and_routes() -> None:
     nodes = node_names()
     before = {node: value(metrics(node), "cni_render_calls_total", command="ADD", code="0") for node in nodes}
     names = {unique(f"met-{node}"): node for node in nodes}
-    apply([test_pod(name, node) for name, node in names.items()])
+    apply([pod_manifest(name, node) for name, node in names.items()])
     try:
         wait_running(names)
         for node in nodes:

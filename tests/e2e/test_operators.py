@@ -18,7 +18,7 @@ from cluster import (
     node_names,
     on_node,
     pod_ips,
-    test_pod,
+    pod_manifest,
     unique,
     wait_running,
 )
@@ -37,15 +37,14 @@ def set_templates(data: dict[str, str]) -> None:
 def qlen_of_new_pods() -> dict[str, int]:
     """Start a pod on every node; the txqueuelen of each one's node end."""
     names = {unique(f"tpl-{node}"): node for node in node_names()}
-    apply([test_pod(name, node) for name, node in names.items()])
+    apply([pod_manifest(name, node) for name, node in names.items()])
     try:
         pods = wait_running(names)
         lengths = {}
         for name, pod in pods.items():
             node = names[name]
             link = host_link_of(node, pod_ips(pod)[0])
-            words = on_node(node, "ip", "-o", "link", "show", "dev", link).split()
-            lengths[node] = int(words[words.index("qlen") + 1])
+            lengths[node] = json.loads(on_node(node, "ip", "-j", "link", "show", "dev", link))[0]["txqlen"]
         return lengths
     finally:
         delete_pods(*names)

@@ -12,20 +12,19 @@ from cluster import (
     kube_json,
     kubectl,
     node_names,
-    test_pod,
+    pod_manifest,
     unique,
     wait_running,
 )
 
-# Connect to the daemon's socket and print its first answer (the daemon judges
-# the peer before it reads anything, so the bytes sent do not matter).
+# Connect to the daemon's socket and print its first answer: the daemon judges
+# the peer as it accepts, before it reads anything, so nothing is sent.
 PROBE = """
 import socket
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(10)
 try:
     s.connect("/run/cni-render/daemon.sock")
-    s.sendall(b"CNIR1 - - - 0 0\\n")
     print("answer:", s.recv(4096).decode(errors="replace"))
 except OSError as exc:
     print("unreachable:", exc)
@@ -37,8 +36,9 @@ def image() -> str:
     return ds["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
-def probe_pod(name: str, node: str, *, host_network: bool, run_as_user: int | None, mount: bool) -> dict:
-    pod = test_pod(name, node)
+def probe_pod(name: str, node: str, *, host_network: bool, run_as_user: int | None, mount: bool,
+              capabilities: tuple[str, ...] = ()) -> dict:
+    pod = pod_manifest(name, node)
     spec = pod["spec"]
     spec["hostNetwork"] = host_network
     if run_as_user is not None:
@@ -47,6 +47,8 @@ def probe_pod(name: str, node: str, *, host_network: bool, run_as_user: int | No
         spec["volumes"] = [{"name": "state", "hostPath": {"path": "/run/cni-render", "type": "Directory"}}]
         spec["containers"][0]["volumeMounts"] = [{"name": "state", "mountPath": "/run/cni-render"}]
     spec["containers"][0]["image"] = image()
+    if capabilities:
+        spec["containers"][0]["securityContext"] = {"capabilities": {"add": list(capabilities)}}
     spec["containers"][0]["command"] = ["sleep", "3600"]
     return pod
 
@@ -57,14 +59,16 @@ def test_ordinary_pods_cannot_use_the_daemon() -> None:
         unique("plain"): dict(host_network=False, run_as_user=None, mount=False),
         unique("nonroot"): dict(host_network=True, run_as_user=1000, mount=True),
         unique("ownnet"): dict(host_network=False, run_as_user=0, mount=True),
+        unique("ownnet-caps"): dict(host_network=False, run_as_user=0, mount=True, capabilities=("NET_ADMIN", "SYS_ADMIN")),
     }
     apply([probe_pod(name, node, **case) for name, case in cases.items()])
     try:
         wait_running(cases)
         answers = {name: kubectl("-n", NAMESPACE, "exec", name, "--", "python3", "-c", PROBE) for name in cases}
-        plain, nonroot, ownnet = cases
+        plain, nonroot, ownnet, ownnet_caps = cases
         assert answers[plain].startswith("unreachable:"), answers[plain]  # no socket there at all
         assert answers[nonroot].startswith("unreachable:") and "ermission denied" in answers[nonroot], answers[nonroot]
-        assert "REFUSED" in answers[ownnet] and "network namespace" in answers[ownnet], answers[ownnet]
+        assert "REFUSED" in answers[ownnet] and "CAP_NET_ADMIN" in answers[ownnet], answers[ownnet]
+        assert "REFUSED" in answers[ownnet_caps] and "network namespace" in answers[ownnet_caps], answers[ownnet_caps]
     finally:
         delete_pods(*cases)
