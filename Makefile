@@ -82,7 +82,7 @@ IPFAMILY ?= ipv4
 KIND     := $(shell command -v kind >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo kind)
 VERSION  := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' cni_render/__init__.py)
 IMAGE    := localhost/cni-render:$(VERSION)
-CLUSTER_PACKAGES := containerd runc buildah debootstrap nftables iptables conntrack curl openssl \
+CLUSTER_PACKAGES := containerd runc buildah debootstrap nftables iptables conntrack curl netcat-openbsd openssl \
 	busybox-static util-linux iproute2 gcc libc6-dev containernetworking-plugins python3
 
 cluster-deps:

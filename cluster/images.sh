@@ -57,8 +57,25 @@ simple_image testimg "$TEST_IMAGE" "$work/testimg" /bin/httpd -f -p 8080 -h /www
 busybox_tree "$work/busybox"
 simple_image busybox "$BUSYBOX_IMAGE" "$work/busybox" /bin/sh
 
+# A dynamically linked program with every library it loads (ldd's closure).
+with_binaries() {  # dir program...
+    local dir=$1; shift
+    local program lib
+    for program in "$@"; do
+        cp -L "$program" "$dir/bin/$(basename "$program")"
+        for lib in $(ldd "$program" | grep -o '/[^ ]*'); do
+            mkdir -p "$dir$(dirname "$lib")"
+            cp -L "$lib" "$dir$lib"
+        done
+    done
+}
+
+# agnhost as the e2e tests use it: they run curl and an OpenBSD-style nc
+# (-v -t -u -w) inside it, as in the upstream image.
 busybox_tree "$work/agnhost"
 cp "$bin/agnhost" "$work/agnhost/agnhost"
+with_binaries "$work/agnhost" /usr/bin/curl /bin/nc.openbsd
+ln -sf nc.openbsd "$work/agnhost/bin/nc"
 simple_image agnhost "$AGNHOST_IMAGE" "$work/agnhost" /agnhost
 
 "$here/lib/project-image.sh"
