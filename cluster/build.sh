@@ -2,7 +2,7 @@
 # Builds the local cluster's binaries from source, pinned in cluster/versions.env
 # and cluster/build/*/go.{mod,sum}: Kubernetes (kube-apiserver, -controller-manager,
 # -scheduler, kubelet, kube-proxy, kubectl, the e2e test binary, agnhost), etcd, and
-# the pause program. The output lives in a per-machine cache keyed by those pins,
+# the pause program, and CoreDNS for the cluster's DNS. The output lives in a per-machine cache keyed by those pins,
 # outside the checkout, so a second run and CI's fresh clone rebuild nothing; Go's
 # own module and build caches stay in their usual places.
 #
@@ -41,6 +41,8 @@ log "building Kubernetes $K8S_VERSION (a cold build takes a while on a small mac
     k8s.io/kubernetes/test/images/agnhost)
 log "building etcd $ETCD_VERSION"
 (cd "$here/build/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" .)
+log "building CoreDNS $COREDNS_VERSION"
+(cd "$here/build/coredns" && go build -trimpath -ldflags "-s -w" -o "$bin/coredns" .)
 log "building the Kubernetes e2e test binary"
 (cd "$here/build/k8s" && go test -c -trimpath -tags selinux -ldflags "-s -w $stamp" -o "$bin/e2e.test" k8s.io/kubernetes/test/e2e)
 log "building pause"

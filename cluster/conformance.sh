@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/common.sh"
 [ -f "$STATE/cluster.env" ] || die "no cluster: run make cluster daemonset first"
 . "$STATE/cluster.env"
-bin=$(cluster_bin_dir)
+bin=${BIN:-$(cluster_bin_dir)}
 [ -x "$bin/e2e.test" ] || die "the e2e test binary is not built: run cluster/build.sh"
 
 FOCUS=${FOCUS:-'\[sig-network\] (Networking Granular Checks|Services).*\[Conformance\]'}

@@ -6,6 +6,7 @@
 #                                              (built from source) + busybox-static
 #   testimg    localhost/cni-render-testimg:1  busybox-static: httpd, nc, wget, sh
 #   busybox    registry.k8s.io/e2e-test-images/busybox:<v>   busybox-static
+#   coredns    registry.k8s.io/coredns/coredns:<v>             CoreDNS (built from source)
 #   cni-render localhost/cni-render:<version>  the project's Dockerfile, built by
 #                                              buildah on bases made with debootstrap
 # Archives are cached by content; `cluster/images.sh` prints the archive paths.
@@ -74,8 +75,14 @@ with_binaries() {  # dir program...
 # (-v -t -u -w) inside it, as in the upstream image.
 busybox_tree "$work/agnhost"
 cp "$bin/agnhost" "$work/agnhost/agnhost"
-with_binaries "$work/agnhost" /usr/bin/curl /bin/nc.openbsd
+# /bin/sh is dash: busybox's shell runs its own applets (its nc) before PATH.
+with_binaries "$work/agnhost" /usr/bin/curl /bin/nc.openbsd /bin/dash
 ln -sf nc.openbsd "$work/agnhost/bin/nc"
+ln -sf dash "$work/agnhost/bin/sh"
 simple_image agnhost "$AGNHOST_IMAGE" "$work/agnhost" /agnhost
+
+mkdir -p "$work/coredns/etc/coredns"
+cp "$bin/coredns" "$work/coredns/coredns"
+simple_image coredns "$COREDNS_IMAGE" "$work/coredns" /coredns
 
 "$here/lib/project-image.sh"

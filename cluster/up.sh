@@ -25,7 +25,8 @@ if [ -f "$STATE/cluster.env" ]; then
     . "$STATE/cluster.env"   # a running cluster keeps its shape
 else
     mkdir -p "$STATE/pids" "$LOGS"
-    printf 'NODES=%s\nIPFAMILY=%s\n' "$NODES" "$IPFAMILY" > "$STATE/cluster.env"
+    # the cluster's shape, and the binaries it runs (kubectl and the e2e binary use them)
+    printf 'NODES=%s\nIPFAMILY=%s\nBIN=%s\n' "$NODES" "$IPFAMILY" "$bin" > "$STATE/cluster.env"
 fi
 
 sysctl -qw fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=1048576
@@ -40,6 +41,13 @@ done
 
 k() { "$here/kubectl" "$@"; }
 wait_for 180 "every node to register" bash -c "[ \$('$here/kubectl' get nodes --no-headers 2>/dev/null | wc -l) -ge $NODES ]"
-# Nodes are schedulable workers; none is a control plane.
+# The cluster's DNS (CoreDNS); its pods start once a CNI is installed.
+case "$IPFAMILY" in
+    ipv4) dns_ips=10.96.0.10 dns_policy=SingleStack ;;
+    ipv6) dns_ips=fd00:10:96::a dns_policy=SingleStack ;;
+    dual) dns_ips="10.96.0.10, fd00:10:96::a" dns_policy=RequireDualStack ;;
+esac
+sed -e "s|@DNS_IPS@|$dns_ips|" -e "s|@DNS_POLICY@|$dns_policy|" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|" \
+    "$here/manifests/coredns.yaml" | k apply -f - >/dev/null
 log "cluster up in $(( $(date +%s) - start )) s ($NODES nodes, $IPFAMILY); kubeconfig: $KUBECONFIG_FILE"
 k get nodes -o wide

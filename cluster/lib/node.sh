@@ -53,7 +53,7 @@ node_up() {
         containerd --config "$dir/containerd.toml"
     wait_for 60 "$name's containerd" in_node "$name" ctr --address /run/containerd/containerd.sock version
     local image
-    for image in pause testimg busybox agnhost; do
+    for image in pause testimg busybox agnhost coredns; do
         in_node "$name" ctr --address /run/containerd/containerd.sock -n k8s.io images import \
             "$CACHE_ROOT/images/$image.tar" >/dev/null || die "importing the $image image into $name failed"
     done
@@ -112,6 +112,7 @@ failSwapOn: false
 failCgroupV1: false
 resolvConf: "$dir/resolv.conf"
 clusterDomain: cluster.local
+clusterDNS: [$(if has_v4; then echo 10.96.0.10; else echo fd00:10:96::a; fi)]
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
