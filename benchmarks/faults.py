@@ -29,9 +29,10 @@ in-process (no daemon), with ipMasq on and dual-stack pods.
   temporary or empty file.
 
 Daemon figures (20 graceful restarts / 20 SIGKILLs of the daemon under the
-same load) plug into the same load: run it with ``--socket`` (calls go to a
-daemon listening there) and give :func:`run_load` a disruptor that restarts
-or kills the daemon instead of :class:`PluginKiller` (a disruptor is any
+same load) plug into the same load: a daemon scenario starts the daemon
+inside the node, passes its socket (``Node(socket=...)``, or ``--socket``
+for calls to it), and gives :func:`run_load` a disruptor that restarts or
+kills the daemon instead of :class:`PluginKiller` (a disruptor is any
 callable taking the running :class:`Load` and returning a count).
 
 Usage: benchmarks/faults.py [--only kills|reboot|fulldisk] [--kills 20] [--pods 40]
@@ -72,7 +73,8 @@ def sh(*argv: str, check: bool = True) -> str:
 class Node:
     """A throwaway node namespace with state in its own temporary directory."""
 
-    def __init__(self, data_dir: str | None = None) -> None:
+    def __init__(self, data_dir: str | None = None, socket: str = "") -> None:
+        self.socket = socket  # empty: in-process calls
         self.name = f"crf-{uuid.uuid4().hex[:8]}"
         self.tmp = Path(tempfile.mkdtemp(prefix="cni-render-faults-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.data_dir = data_dir or str(self.tmp / "ipam")
@@ -109,7 +111,7 @@ class Node:
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_IFNAME": "eth0",
-            "CNI_NETNS": netns, "CNI_PATH": str(BIN_DIR), "CNI_RENDER_DAEMON_SOCKET": "",
+            "CNI_NETNS": netns, "CNI_PATH": str(BIN_DIR), "CNI_RENDER_DAEMON_SOCKET": self.socket,
         }
         proc = subprocess.Popen(
             ["ip", "netns", "exec", self.name, PLUGIN],  # ip netns exec execs: the pid is the plugin's
@@ -287,7 +289,7 @@ def run_load(node: Node, pods: int, disrupt: Callable[[Load], int]) -> Load:
 
 
 def kills(options: argparse.Namespace) -> dict[str, Any]:
-    node = Node()
+    node = Node(socket=options.socket)
     try:
         started = time.monotonic()
         killer = PluginKiller(options.kills, options.seed)
@@ -305,7 +307,7 @@ def kills(options: argparse.Namespace) -> dict[str, Any]:
 
 
 def reboot(options: argparse.Namespace) -> dict[str, Any]:
-    node = Node()
+    node = Node(socket=options.socket)
     try:
         outside_network(node)
         config = node.config()
@@ -386,7 +388,7 @@ def fulldisk(options: argparse.Namespace) -> dict[str, Any]:
     mountpoint = tempfile.mkdtemp(prefix="cni-render-fulldisk-")
     sh("mount", "-t", "tmpfs", "-o", f"size={options.disk_kib}k,nr_inodes=4096", "cni-render-fulldisk", mountpoint)
     try:
-        node = Node(data_dir=mountpoint)
+        node = Node(data_dir=mountpoint, socket=options.socket)
         try:
             load = Load(node=node, config=node.config())
             namespaces = [node.new_namespace() for _ in range(options.pods)]
@@ -431,6 +433,7 @@ def main() -> int:
     parser.add_argument("--reboot-pods", type=int, default=20)
     parser.add_argument("--disk-kib", type=int, default=64)
     parser.add_argument("--seed", type=int, default=9)
+    parser.add_argument("--socket", default="", help="send the calls to a cni-render daemon listening here (inside the node)")
     options = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: the scenarios create network namespaces and mount a tmpfs", file=sys.stderr)
