@@ -47,7 +47,7 @@ case "$IPFAMILY" in
     ipv6) dns_ips=fd00:10:96::a dns_policy=SingleStack ;;
     dual) dns_ips="10.96.0.10, fd00:10:96::a" dns_policy=RequireDualStack ;;
 esac
-sed -e "s|@DNS_IPS@|$dns_ips|" -e "s|@DNS_POLICY@|$dns_policy|" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|" \
+sed -e "s|@DNS_IP@|${dns_ips%%,*}|" -e "s|@DNS_IPS@|$dns_ips|" -e "s|@DNS_POLICY@|$dns_policy|" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|" \
     "$here/manifests/coredns.yaml" | k apply -f - >/dev/null
 log "cluster up in $(( $(date +%s) - start )) s ($NODES nodes, $IPFAMILY); kubeconfig: $KUBECONFIG_FILE"
 k get nodes -o wide

@@ -57,11 +57,17 @@ node_up() {
         in_node "$name" ctr --address /run/containerd/containerd.sock -n k8s.io images import \
             "$CACHE_ROOT/images/$image.tar" >/dev/null || die "importing the $image image into $name failed"
     done
-    spawn "$name-kubelet" "$group/daemons" nsenter --target "$(anchor_pid "$name")" --mount --uts --net \
-        "$bin/kubelet" --config="$dir/kubelet.yaml" --kubeconfig="$STATE/kubelet-$name.kubeconfig" \
-        --hostname-override="$name" --node-ip="$(join_families "$(node_v4 "$i")" "$(node_v6 "$i")")" --v=1
+    kubelet_start "$i" "$bin"
     spawn "$name-kube-proxy" "$group/daemons" nsenter --target "$(anchor_pid "$name")" --mount --uts --net \
         "$bin/kube-proxy" --config="$dir/kube-proxy.yaml" --v=1
+}
+
+kubelet_start() {  # node number, bin dir
+    local name
+    name=$(node_name "$1")
+    spawn "$name-kubelet" "${CGROUP_PREFIX}$name/daemons" nsenter --target "$(anchor_pid "$name")" --mount --uts --net \
+        "$2/kubelet" --config="$(node_dir "$name")/kubelet.yaml" --kubeconfig="$STATE/kubelet-$name.kubeconfig" \
+        --hostname-override="$name" --node-ip="$(join_families "$(node_v4 "$1")" "$(node_v6 "$1")")" --v=1
 }
 
 node_config() {
