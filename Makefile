@@ -29,6 +29,7 @@ venv: $(BIN)/python
 
 # The package is installed (not editable) so tests run what a node gets.
 install: venv
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements.lock  # what the image runs
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-test.txt
 	rm -rf build *.egg-info   # a stale build/ would install files that no longer exist
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall .
