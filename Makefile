@@ -84,7 +84,7 @@ KIND     := $(shell command -v kind >/dev/null 2>&1 && docker info >/dev/null 2>
 VERSION  := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' cni_render/__init__.py)
 IMAGE    := localhost/cni-render:$(VERSION)
 CLUSTER_PACKAGES := containerd runc buildah debootstrap nftables iptables conntrack curl netcat-openbsd openssl \
-	busybox-static util-linux iproute2 gcc libc6-dev containernetworking-plugins python3
+	busybox-static util-linux iproute2 gcc libc6-dev containernetworking-plugins python3 file
 
 cluster-deps:
 	@missing=$$(for p in $(CLUSTER_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
