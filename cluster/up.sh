@@ -41,6 +41,18 @@ done
 
 k() { "$here/kubectl" "$@"; }
 wait_for 180 "every node to register" bash -c "[ \$('$here/kubectl' get nodes --no-headers 2>/dev/null | wc -l) -ge $NODES ]"
+# The control plane is not a node, so no CNI routes its traffic to pods: route
+# every node's pod CIDRs via that node, as a control-plane node would have them
+# (the apiserver reaches pods for its proxy, webhooks and aggregated APIs).
+wait_for 60 "pod CIDRs for every node" bash -c \
+    "[ \$('$here/kubectl' get nodes -o jsonpath='{range .items[*]}{.spec.podCIDRs}{\"\\n\"}{end}' | grep -c .) -ge $NODES ]"
+for i in $(seq "$NODES"); do
+    for cidr in $(k get node "$(node_name "$i")" -o jsonpath='{.spec.podCIDRs[*]}'); do
+        case "$cidr" in *:*) via=$(node_v6 "$i") ;; *) via=$(node_v4 "$i") ;; esac
+        in_underlay ip route replace "$cidr" via "$via"
+    done
+done
+
 # The cluster's DNS (CoreDNS); its pods start once a CNI is installed.
 case "$IPFAMILY" in
     ipv4) dns_ips=10.96.0.10 dns_policy=SingleStack ;;
