@@ -23,10 +23,12 @@ busybox=/bin/busybox
 [ -x "$busybox" ] || die "busybox-static is missing (apt-get install busybox-static)"
 
 # A single-layer image from a directory tree, by cluster/images/archive.py.
-simple_image() {  # name tag tree entrypoint...
+simple_image() {  # name tag tree [--cmd ARG]... entrypoint...
     local name=$1 tag=$2 tree=$3; shift 3
     local out="$images/$name.tar"
-    python3 "$here/images/archive.py" --tag "$tag" --tree "$tree" --output "$out" -- "$@"
+    local cmd=()
+    while [ "${1:-}" = --cmd ]; do cmd+=(--cmd "$2"); shift 2; done
+    python3 "$here/images/archive.py" --tag "$tag" --tree "$tree" --output "$out" "${cmd[@]}" -- "$@"
     echo "$out"
 }
 
@@ -79,7 +81,7 @@ cp "$bin/agnhost" "$work/agnhost/agnhost"
 with_binaries "$work/agnhost" /usr/bin/curl /bin/nc.openbsd /bin/dash
 ln -sf nc.openbsd "$work/agnhost/bin/nc"
 ln -sf dash "$work/agnhost/bin/sh"
-simple_image agnhost "$AGNHOST_IMAGE" "$work/agnhost" /agnhost
+simple_image agnhost "$AGNHOST_IMAGE" "$work/agnhost" --cmd pause /agnhost   # as upstream: agnhost pause
 
 mkdir -p "$work/coredns/etc/coredns"
 cp "$bin/coredns" "$work/coredns/coredns"

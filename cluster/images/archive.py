@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--tree", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--workdir", default="/")
+    parser.add_argument("--cmd", action="append", default=[], help="the image's default arguments (repeat)")
     parser.add_argument("entrypoint", nargs="+")
     args = parser.parse_args()
 
@@ -65,6 +66,7 @@ def main() -> None:
         "os": "linux",
         "config": {
             "Entrypoint": args.entrypoint,
+            "Cmd": args.cmd or None,
             "Env": ["PATH=/bin:/usr/bin:/sbin:/usr/sbin"],
             "WorkingDir": args.workdir,
         },
