@@ -112,7 +112,8 @@ _ABSENT = object()
 def _schema_rules(schema_name: str) -> dict[str, Any]:
     from .resources import read_schema
 
-    return json.loads(read_schema(schema_name))
+    rules: dict[str, Any] = json.loads(read_schema(schema_name))  # each schema file is an object
+    return rules
 
 
 def _rules_at(schema_name: str, path: tuple[str, ...]) -> dict[str, Any]:

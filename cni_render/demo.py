@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 CONSOLE_SCRIPT = str(Path(sys.executable).parent / "cni-render")
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
@@ -29,12 +30,12 @@ def say(title: str) -> None:
     print(f"\n{BOLD}== {title}{RESET}")
 
 
-def sh(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+def sh(*argv: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=60, **kwargs)
 
 
-def cni(node: str, bin_dir: Path, socket: str, command: str, config: dict, container_id: str, netns: str,
-        args: str = "") -> dict | None:
+def cni(node: str, bin_dir: Path, socket: str, command: str, config: dict[str, Any], container_id: str,
+        netns: str, args: str = "") -> dict[str, Any] | None:
     env = {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "CNI_COMMAND": command,
@@ -79,8 +80,8 @@ def main() -> int:
     node, pods = f"demo-node-{tag}", [f"demo-pod{i}-{tag}" for i in (1, 2)]
     tmp = Path(tempfile.mkdtemp(prefix="cni-render-demo-"))
     bin_dir, socket = tmp / "bin", str(tmp / "daemon.sock")
-    servers: list[subprocess.Popen] = []
-    daemon: subprocess.Popen | None = None
+    servers: list[subprocess.Popen[bytes]] = []
+    daemon: subprocess.Popen[bytes] | None = None
     config = {
         "cniVersion": "1.0.0",
         "name": "demo",

@@ -111,7 +111,7 @@ def _expected_route(words: Sequence[str]) -> ExpectedRoute | None:
 
 
 def _route_dst(route: dict[str, Any]) -> str | None:
-    dst = route.get("dst")
+    dst: Any = route.get("dst")  # whatever `ip -j route` gave; not a network -> None below
     if dst == "default":
         gateway = route.get("gateway", "")
         return "::/0" if ":" in gateway or route.get("family") == "inet6" else "0.0.0.0/0"

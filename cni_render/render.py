@@ -22,7 +22,7 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -172,8 +172,10 @@ def _file_source(path: str) -> tuple[str, str, Callable[[], bool]]:
     return source, path, lambda: os.path.isfile(path) and os.path.getmtime(path) == mtime
 
 
-def _environment(loader: jinja2.BaseLoader, finalize: Callable[[Any], Any], cache_dir: str | None):
-    bytecode_cache = None
+def _environment(
+    loader: jinja2.BaseLoader, finalize: Callable[[Any], Any], cache_dir: str | None
+) -> ImmutableSandboxedEnvironment:
+    bytecode_cache: jinja2.BytecodeCache | None = None
     if cache_dir:
         try:
             os.makedirs(cache_dir, mode=0o700, exist_ok=True)
@@ -327,7 +329,7 @@ def parse_result_text(text: str, filename: str) -> dict[str, Any]:
     problem = result_shape_problem(result)
     if problem:
         raise TemplateError(f"{filename}: rendered result is not a CNI result: {problem}")
-    return result
+    return cast("dict[str, Any]", result)  # result_shape_problem found an object
 
 
 def result_shape_problem(result: Any) -> str | None:

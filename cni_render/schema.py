@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any, Iterable
 
-from .errors import InvalidConfig, UnsupportedField
+from .errors import CniError, InvalidConfig, UnsupportedField
 from .resources import read_schema
 
 PLUGIN_SCHEMA = "cni-render.schema.json"
@@ -75,7 +75,7 @@ def _write_marker(marker: str) -> None:
         pass
 
 
-def schema_errors(document: Any, schema_name: str) -> list[InvalidConfig]:
+def schema_errors(document: Any, schema_name: str) -> list[CniError]:
     """Every schema error as a CNI error, the most relevant first."""
     validator = _validator(schema_name)
     from jsonschema.exceptions import best_match, relevance
@@ -95,7 +95,7 @@ def json_path(parts: Iterable[Any]) -> str:
     return path
 
 
-def _to_cni_error(error: Any, document: Any) -> InvalidConfig:
+def _to_cni_error(error: Any, document: Any) -> CniError:
     path = json_path(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))

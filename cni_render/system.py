@@ -72,7 +72,8 @@ class BatchFailure:
 def _failures(batch: str, stderr: str) -> list[BatchFailure]:
     """Map iproute2's ``Command failed -:N`` back to the rendered line N."""
     lines = batch.splitlines()
-    failures, pending = [], []
+    failures: list[BatchFailure] = []
+    pending: list[str] = []
     for text in stderr.splitlines():
         nft = _NFT_ERROR.match(text)
         if nft:
@@ -417,7 +418,7 @@ def link_aliases() -> dict[str, str]:
 def default_route_mtu(fallback: int = 1500) -> int:
     """MTU of the interface holding the node's default route (IPv4 first), else ``fallback``."""
     links, routes = read_state()
-    mtus = {link["ifname"]: link.get("mtu") for link in links}
+    mtus: dict[str, Any] = {link["ifname"]: link.get("mtu") for link in links}
     for family in ("inet", "inet6"):
         for route in routes:
             if (
@@ -502,7 +503,11 @@ def ip_query(args: Sequence[str]) -> Any:
         raise ApplyFailed(f"ip {' '.join(args)}: unreadable answer {output[:200]!r}") from exc
 
 
-def start_process(argv: Sequence[str]) -> subprocess.Popen:
+# A started child (start_process), named for the modules that may not import subprocess.
+Process = subprocess.Popen[bytes]
+
+
+def start_process(argv: Sequence[str]) -> Process:
     """Start a long-running child (the node agent's daemon) with its stderr on
     a pipe for the caller to read, and stdin closed."""
     try:

@@ -13,6 +13,7 @@ Exit 0 only when every step passes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -79,7 +80,7 @@ def run(args: Any, stdout: TextIO) -> int:
     if not report.step("templates compile", lambda: _compile(renderer)):
         return 1
     for version in SUPPORTED_VERSIONS:
-        report.step(f"render for cniVersion {version}", lambda v=version: _render(args, v))
+        report.step(f"render for cniVersion {version}", functools.partial(_render, args, version))
     if args.apply and not report.failed:
         apply_sample(args, document, report)
     stdout.write("all checks passed\n" if not report.failed else "validation failed\n")
@@ -116,7 +117,7 @@ def _render(args: Any, version: str) -> str:
 # --- --apply ----------------------------------------------------------------------
 
 
-def _sh(*argv: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
+def _sh(*argv: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=120, **kwargs)
 
 
@@ -134,7 +135,7 @@ def apply_sample(args: Any, document: dict[str, Any], report: Report) -> None:
     sample = dict(document, stateDir=f"{tmp}/state", cniVersion=_apply_version(document))
     if isinstance(sample.get("ipam"), dict):
         sample["ipam"] = dict(sample["ipam"], dataDir=f"{tmp}/ipam")
-    listener: subprocess.Popen | None = None
+    listener: subprocess.Popen[str] | None = None
     try:
         for name in (node, pod):
             _sh("ip", "netns", "add", name)
@@ -213,7 +214,7 @@ with socket.create_connection((sys.argv[1], 7777), timeout=3) as connection:
 """
 
 
-def _listen(pod: str) -> subprocess.Popen:
+def _listen(pod: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         ["ip", "netns", "exec", pod, sys.executable, "-c", LISTENER],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -32,7 +32,7 @@ class Invocation:
     request: Request
     config: NetworkConfig
     log: Log
-    _renderer: Any = field(default=None, repr=False)
+    _renderer: Renderer | None = field(default=None, repr=False)
 
     def renderer(self) -> Renderer:
         if self._renderer is None:
@@ -83,4 +83,5 @@ def delegated_gc_lock(inv: Invocation, exclusive: bool) -> Any:
 
 def run(invocation: Invocation) -> dict[str, Any] | None:
     module = importlib.import_module(COMMAND_MODULES[invocation.request.command])
-    return module.run(invocation)
+    result: dict[str, Any] | None = module.run(invocation)  # every command module's run() returns this
+    return result

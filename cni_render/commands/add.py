@@ -44,8 +44,8 @@ def run(inv: Invocation) -> dict[str, Any]:
             inv.log.error(f"ADD {request.container_id}/{request.ifname} failed, rolling back: {exc}")
             addresses = [ip["address"] for ip in ipam_result.get("ips", [])]
             _, problems = detach(inv, build_teardown(request, config, addresses), release=ipam.delete)
-            for problem in problems:
-                inv.log.error(f"rollback: {problem}")
+            for failure in problems:
+                inv.log.error(f"rollback: {failure}")
             raise
     inv.log.info(
         f"ADD {request.container_id}/{request.ifname}: "

@@ -7,8 +7,9 @@ from typing import Any, Iterable, Protocol, Union
 from ..config import IN_PROCESS_IPAM, NetworkConfig
 from ..errors import InvalidConfig
 from ..request import Request
-from .delegated import DelegatedIpam
-from .local import LocalIpam, requested_addresses
+from .delegated import DelegatedIpam as DelegatedIpam  # re-exported: commands import it from here
+from .local import LocalIpam as LocalIpam
+from .local import requested_addresses
 from .model import DEFAULT_DATA_DIR, IpamConfig, parse_ipam_config
 
 

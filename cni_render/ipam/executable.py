@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping, TextIO
+from typing import Any, Mapping, TextIO
 
 from .. import schema
 from ..config import _state_dir, config_version, decode, lower_keys
@@ -42,7 +42,8 @@ def handle_ipam(environ: Mapping[str, str], raw: bytes, stderr: TextIO | None) -
             cache_dir=os.path.join(_state_dir(document), "cache", "validated"),
         )
         _gate(request.command, version)
-        args = document.get("args") if isinstance(document.get("args"), dict) else {}
+        raw_args = document.get("args")
+        args = raw_args if isinstance(raw_args, dict) else {}
         runtime_config = lower_keys(document.get("runtimeConfig") or {})
         ipam = LocalIpam(
             config=parse_ipam_config(ipam_section),
@@ -73,7 +74,7 @@ def _gate(command: str, version: str) -> None:
         raise IncompatibleVersion(f"config version {version} does not allow {command}")
 
 
-def _run(command: str, ipam: LocalIpam, document: dict, log: Log) -> dict | None:
+def _run(command: str, ipam: LocalIpam, document: dict[str, Any], log: Log) -> dict[str, Any] | None:
     if command == "ADD":
         return ipam.add()
     if command == "DEL":

@@ -71,7 +71,7 @@ class Agent:
         self.last_loop = time.monotonic()
         self.announced: dict[str, str] = {}
         self.last_masquerade = ""
-        self.conflist_document: dict | None = None
+        self.conflist_document: dict[str, Any] | None = None
         self.conflist_written = False
         self.templates_synced = threading.Event()
 

@@ -149,10 +149,12 @@ class Cluster:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.core.create_namespaced_event(EVENTS_NAMESPACE, body)
+        # The client's stub says CoreV1Event; its serializer sends a plain dict body as it is.
+        self.core.create_namespaced_event(EVENTS_NAMESPACE, body)  # type: ignore[arg-type]
 
 
 def _json(response: Any) -> dict[str, Any]:
-    return json.loads(response.data)
+    document: dict[str, Any] = json.loads(response.data)  # the API server's JSON objects
+    return document
 
 

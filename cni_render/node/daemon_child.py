@@ -39,7 +39,7 @@ class DaemonChild:
         self.socket_path = socket_path
         self.metrics = metrics
         self.log = log
-        self.process = None  # type: ignore[var-annotated]
+        self.process: system.Process | None = None
         self.started = 0
 
     def argv(self) -> list[str]:
@@ -51,7 +51,8 @@ class DaemonChild:
         self.started += 1
         threading.Thread(target=self._relay, args=(self.process,), name="daemon-log", daemon=True).start()
 
-    def _relay(self, process) -> None:  # type: ignore[no-untyped-def]
+    def _relay(self, process: system.Process) -> None:
+        assert process.stderr is not None  # start_process gives it a pipe
         for raw in process.stderr:
             line = raw.decode(errors="replace")
             self.metrics.count_daemon_line(line)
@@ -86,11 +87,12 @@ class DaemonChild:
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """SIGTERM: the daemon finishes its calls in flight and removes its socket."""
-        if not self.alive():
+        process = self.process
+        if process is None or not self.alive():
             return
-        self.process.terminate()
+        process.terminate()
         try:
-            self.process.wait(timeout=timeout)
+            process.wait(timeout=timeout)
         except Exception:  # subprocess.TimeoutExpired, without importing subprocess here
-            self.process.kill()
-            self.process.wait()
+            process.kill()
+            process.wait()

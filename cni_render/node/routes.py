@@ -99,9 +99,9 @@ def plan_routes(
         if key not in ours or ours[key].via != route.via:
             plan.replace.append(route)
     wanted = {_key(r.dst) for r in plan.desired}
-    for key, route in sorted(ours.items(), key=lambda item: str(item[0])):
+    for key, present in sorted(ours.items(), key=lambda item: str(item[0])):
         if key not in wanted:
-            plan.delete.append(Route(route.dst, route.via or ""))
+            plan.delete.append(Route(present.dst, present.via or ""))
     return plan
 
 

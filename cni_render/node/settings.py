@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from ..template_set import SETS
 
@@ -111,7 +111,7 @@ def parse_settings(data: Mapping[str, str] | None) -> Settings:
         raise SettingsError(
             f"{SETTINGS_CONFIGMAP}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_PARSERS))}"
         )
-    values = {}
+    values: dict[str, Any] = {}  # each parser gives its own field's type
     for key, text in data.items():
         if text:
             attribute, parser = _PARSERS[key]

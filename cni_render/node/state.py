@@ -5,7 +5,7 @@ the conflist, the route plan and the masquerade batch. The agent applies it;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from .conflist import NoPodCidr, build_conflist, conflist_bytes
 from .masquerade import cluster_networks, render_masquerade
@@ -27,7 +27,7 @@ class NodeFacts:
 
 @dataclass(frozen=True)
 class DesiredState:
-    conflist: dict | None
+    conflist: dict[str, Any] | None
     conflist_problem: str | None
     routes: RoutePlan
     routes_batch: str
@@ -62,7 +62,7 @@ def desired_state(
     )
 
 
-def node_conflist(node: NodeInfo, settings: Settings, facts: NodeFacts, sample: bool = False) -> dict:
+def node_conflist(node: NodeInfo, settings: Settings, facts: NodeFacts, sample: bool = False) -> dict[str, Any]:
     """The conflist of ``node`` (NoPodCidr without one, unless ``sample``: then
     sample CIDRs stand in, for checking templates)."""
     return build_conflist(
