@@ -7,7 +7,9 @@ whose creation is not timed. Prints medians and the ratio to the reference:
 
 * ADD + DEL of one pod, CHECK and STATUS (sequential, --rounds times),
 * a burst of --burst concurrent ADDs followed by as many concurrent DELs,
-* the peak RSS of one plugin process.
+* the peak RSS of one plugin process,
+* the daemon's total memory after the run: PSS of all its processes (master
+  and workers) together, which issue 9 wants under 64 MiB.
 
 cni-render runs as a node gets it: the launcher `cni-render install` writes,
 with the node daemon (`cni-render daemon`, started inside the node) and, as
@@ -32,6 +34,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cni_render.daemon import memory_pss_kib
 
 BIN_DIR = Path(sys.executable).parent
 REFERENCE = "/usr/lib/cni"
@@ -162,6 +166,19 @@ def daemon_rss(node: Node) -> float:
     return max(peaks, default=0) / 1024
 
 
+def daemon_pids(node: Node) -> list[int]:
+    """The daemon's processes: the one started (`ip netns exec` execs the
+    daemon's master in place) and all its descendants (the workers)."""
+    pids: list[int] = []
+    pending = [node.daemon.pid]
+    while pending:
+        pid = pending.pop()
+        pids.append(pid)
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        pending += [int(child) for child in children]
+    return pids
+
+
 def sequential(node: Node, subject: Subject, rounds: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {"ADD": [], "DEL": [], "ADD+DEL": [], "CHECK": [], "STATUS": []}
     status_config = dict(subject.config, cniVersion="1.1.0")
@@ -227,6 +244,9 @@ def main() -> int:
             table[subject.label] = row
         if "cni-render" in table:
             table["cni-render"]["daemon RSS (MiB)"] = daemon_rss(node)
+            pids = daemon_pids(node)
+            table["cni-render"]["daemon PSS (MiB)"] = memory_pss_kib(pids) / 1024
+            table["cni-render"]["daemon processes"] = len(pids)
     finally:
         node.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -239,7 +259,8 @@ def print_table(table: dict[str, dict[str, float]], options: argparse.Namespace)
     reference = table.get("ptp+host-local")
     print(f"\nmedians of {options.rounds} rounds; burst = {options.burst} concurrent ADDs, then DELs (total wall time)")
     print(f"{'':16}" + "".join(f"{label:>22}" for label in labels) + ("  ratios to " + labels[0] if reference and len(labels) > 1 else ""))
-    metrics = ["ADD", "DEL", "ADD+DEL", "CHECK", "STATUS", "burst ADD", "burst DEL", "peak RSS (MiB)", "daemon RSS (MiB)"]
+    metrics = ["ADD", "DEL", "ADD+DEL", "CHECK", "STATUS", "burst ADD", "burst DEL", "peak RSS (MiB)", "daemon RSS (MiB)",
+               "daemon PSS (MiB)", "daemon processes"]
     for metric in metrics:
         if not any(metric in row for row in table.values()):
             continue
@@ -248,8 +269,10 @@ def print_table(table: dict[str, dict[str, float]], options: argparse.Namespace)
             value = table[label].get(metric)
             if value is None:
                 cells.append(f"{'n/a':>22}")
-            elif "RSS" in metric:
+            elif "(MiB)" in metric:
                 cells.append(f"{value:18.1f} MiB")
+            elif metric == "daemon processes":
+                cells.append(f"{value:>22.0f}")
             else:
                 cells.append(f"{ms(value):>22}")
         ratios = []
