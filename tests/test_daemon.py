@@ -21,12 +21,12 @@ import threading
 import time
 
 import pytest
-from daemon_helpers import daemon_master, start_daemon, wait_for
 
 from cni_render import daemon
 from cni_render.client import version_reply
 from cni_render.commands import attachment_lock_path
 from cni_render.locking import file_lock
+from daemon_helpers import daemon_master, start_daemon, wait_for
 from netns import PLUGIN, Node, run
 
 VERSION_INPUTS = [b"", b"{}", b'{"cniVersion":"0.4.0"}', b'{"cniVersion": "1.0.0", "name": "x"}', b'{"cniVersion":"9.9"}', b"garbage", b'{"cniVersion" : "0.3.1"}']

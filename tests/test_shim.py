@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_helpers import FakeDaemon, start_daemon
 
 from cni_render.client import version_reply
 from cni_render.install import elf_problem
+from daemon_helpers import FakeDaemon, start_daemon
 from netns import PLUGIN, Node, pod_addresses, pod_interface, run
 
 ROOT = Path(__file__).resolve().parent.parent
