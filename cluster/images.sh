@@ -81,6 +81,11 @@ cp "$bin/agnhost" "$work/agnhost/agnhost"
 with_binaries "$work/agnhost" /usr/bin/curl /bin/nc.openbsd /bin/dash
 ln -sf nc.openbsd "$work/agnhost/bin/nc"
 ln -sf dash "$work/agnhost/bin/sh"
+# agnhost porter serves TLS with the certificate and key the upstream image
+# ships in its working directory (test/images/agnhost/porter/localhost.*)
+need_go
+porter=$(go env GOMODCACHE)/k8s.io/kubernetes@$K8S_VERSION/test/images/agnhost/porter
+cp "$porter/localhost.crt" "$porter/localhost.key" "$work/agnhost/"
 simple_image agnhost "$AGNHOST_IMAGE" "$work/agnhost" --cmd pause /agnhost   # as upstream: agnhost pause
 
 mkdir -p "$work/coredns/etc/coredns"
