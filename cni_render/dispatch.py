@@ -11,7 +11,7 @@ import traceback
 from typing import Mapping, TextIO
 
 from . import config as config_module
-from .errors import CniError, DecodeFailure, IncompatibleVersion, InvalidConfig, NotAvailable
+from .errors import CniError, DecodeFailure, IncompatibleVersion, InvalidConfig, LostNamespace, NotAvailable
 from .log import Log
 from .outcome import Outcome
 from .request import parse_request
@@ -58,6 +58,9 @@ def handle(environ: Mapping[str, str], raw: bytes, stderr: TextIO | None) -> Out
     except CniError as exc:
         log.error(f"{environ.get('CNI_COMMAND')} {environ.get('CNI_CONTAINERID', '')}: {exc}")
         return Outcome(1, exc.to_json(version))
+    except LostNamespace as exc:  # the thread is parked in an empty namespace: the call ends here
+        log.error(f"{environ.get('CNI_COMMAND')} {environ.get('CNI_CONTAINERID', '')}: fatal: {exc}")
+        return Outcome(1, CniError(str(exc), code=exc.code, msg=exc.msg).to_json(version))
     except Exception as exc:  # a bug: still one JSON error on stdout
         log.error(traceback.format_exc())
         return Outcome(1, CniError(f"internal error: {exc!r}").to_json(version))

@@ -112,3 +112,17 @@ class TemplateError(InvalidConfig):
     """A template could not be compiled or rendered (code 7, names file and line)."""
 
     msg = "Template error"
+
+
+class LostNamespace(BaseException):
+    """A thread could not return from a pod's network namespace to its own.
+
+    system.in_netns has parked the thread in a fresh, empty namespace; not an
+    Exception, so no ``except Exception`` goes on working in it and no
+    rollback runs (the runtime's DEL cleans up). dispatch turns it into a
+    CNI error; the daemon then fails the call with code 11 and retires the
+    worker.
+    """
+
+    msg = "Fatal plugin error"
+    code = 999

@@ -10,6 +10,7 @@ calling thread only and starting ``ip`` from there, which is what
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import selectors
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
-from .errors import ApplyFailed, DelegateFailed, InvalidEnvironment
+from .errors import ApplyFailed, DelegateFailed, InvalidEnvironment, LostNamespace
 
 # The runtime's PATH may lack the sbin directories.
 _SEARCH_PATH = os.pathsep.join(
@@ -99,31 +100,56 @@ _CLONE_NEWNET = 0x40000000
 _LIBC: list[Any] = []
 
 
-def _setns(fd: int) -> None:
-    if hasattr(os, "setns"):  # Python 3.12+
-        os.setns(fd, _CLONE_NEWNET)
-        return
+def _libc_call(name: str, *args: int) -> None:
     import ctypes
 
     if not _LIBC:
         _LIBC.append(ctypes.CDLL(None, use_errno=True))
-    if _LIBC[0].setns(fd, _CLONE_NEWNET) != 0:
+    if getattr(_LIBC[0], name)(*args) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
 
 
-def _fatal(details: str) -> None:
-    """Stop the process at once: nothing may run after this, not even a rollback."""
-    os.write(2, f"cni-render: fatal: {details}\n".encode())
-    os.write(1, ('{"cniVersion": "1.1.0", "code": 999, "msg": "Fatal plugin error", "details": '
-                 f'"{details}"}}\n').encode())
-    os._exit(70)
+def _setns(fd: int) -> None:
+    """Move the calling thread into the network namespace open at ``fd``."""
+    if hasattr(os, "setns"):  # Python 3.12+
+        os.setns(fd, _CLONE_NEWNET)
+        return
+    _libc_call("setns", fd, _CLONE_NEWNET)
+
+
+def _unshare_net() -> None:
+    """Move the calling thread into a new, empty network namespace of its own."""
+    if hasattr(os, "unshare"):  # Python 3.12+
+        os.unshare(_CLONE_NEWNET)
+        return
+    _libc_call("unshare", _CLONE_NEWNET)
+
+
+def _strand(details: str) -> LostNamespace:
+    """The thread could not go back: park it where it can do no harm (a fresh
+    namespace of its own) and return what ends its call. When even that
+    fails, stop the process at once: nothing may run in the wrong namespace."""
+    try:
+        _unshare_net()
+    except OSError as exc:
+        details = f"{details}; and cannot leave it either ({exc.strerror})"
+        os.write(2, f"cni-render: fatal: {details}\n".encode())
+        os.write(1, (json.dumps({"cniVersion": "1.1.0", "code": 999, "msg": "Fatal plugin error",
+                                 "details": details}) + "\n").encode())
+        os._exit(70)
+    return LostNamespace(details)
 
 
 @contextmanager
 def in_netns(path: str | None) -> Iterator[None]:
     """Run the block with the calling thread inside the network namespace
-    ``path`` (processes started meanwhile are born there); None stays put."""
+    ``path`` (processes started meanwhile are born there); None stays put.
+
+    When the thread cannot return, it is moved into a fresh empty namespace
+    and LostNamespace (a BaseException) raised: the call ends, the process
+    (a daemon worker with other calls in flight) does not.
+    """
     if not path:
         yield
         return
@@ -145,7 +171,10 @@ def in_netns(path: str | None) -> Iterator[None]:
             try:
                 _setns(own)
             except OSError as exc:  # never go on in the wrong namespace
-                _fatal(f"cannot return to its own network namespace from {path}: {exc.strerror}")
+                raise _strand(
+                    f"cannot return to its own network namespace from {path}: {exc.strerror}; "
+                    "the call stopped where it was, DEL the attachment"
+                ) from exc
     finally:
         os.close(own)
 

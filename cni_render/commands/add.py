@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from .. import system
-from ..errors import ApplyFailed, InterfaceConflict, InvalidEnvironment
+from ..errors import ApplyFailed, InterfaceConflict, InvalidEnvironment, LostNamespace
 from ..locking import file_lock
 from ..plan import Plan, build_plan, build_teardown, host_link
 from ..render import Rendered
@@ -40,6 +40,8 @@ def run(inv: Invocation) -> dict[str, Any]:
             inv.log.debug("node batch:\n" + rendered.host_batch.rstrip())
             inv.log.debug("pod batch:\n" + rendered.pod_batch.rstrip())
             apply(rendered, plan, config.state_dir)
+        except LostNamespace:
+            raise  # the thread is parked elsewhere: a rollback from there would free addresses still in use
         except BaseException as exc:
             inv.log.error(f"ADD {request.container_id}/{request.ifname} failed, rolling back: {exc}")
             addresses = [ip["address"] for ip in ipam_result.get("ips", [])]
