@@ -103,10 +103,18 @@ class Node:
     daemon: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
-        run(["ip", "netns", "add", self.name])
-        self.exec(["ip", "link", "set", "lo", "up"])
-        if self.mode == "daemon":
-            self.start_daemon()
+        try:
+            run(["ip", "netns", "add", self.name])
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        try:
+            self.exec(["ip", "link", "set", "lo", "up"])
+            if self.mode == "daemon":
+                self.start_daemon()
+        except BaseException:
+            self.close()  # nobody else holds this node yet: leave nothing behind
+            raise
 
     @property
     def plugin(self) -> str:
