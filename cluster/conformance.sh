@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make conformance`: Kubernetes' own e2e test binary (built from the same
 # module as the cluster) runs the [sig-network] conformance tests that need no
-# DNS and no cloud: the Networking Granular Checks (intra-node and inter-node,
-# http and udp) and the Services tests that need only kube-proxy. The JUnit
+# cloud: the Networking Granular Checks (intra-node and inter-node, http and
+# udp), the Services tests (kube-proxy; by name through the cluster's CoreDNS),
+# the Proxy tests (the apiserver reaching pods) and HostPort (portmap, chained
+# after cni-render). The JUnit
 # report and the log go to .cluster/conformance/; the last lines are the tally.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,11 +15,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${BIN:-$(cluster_bin_dir)}
 [ -x "$bin/e2e.test" ] || die "the e2e test binary is not built: run cluster/build.sh"
 
-FOCUS=${FOCUS:-'\[sig-network\] (Networking Granular Checks|Services).*\[Conformance\]'}
-# Left out: what needs cluster DNS (there is none here): the tests that reach
-# a Service by its name (session affinity, "a functioning NodePort service")
-# or resolve an ExternalName; and what needs a cloud load balancer.
-SKIP=${SKIP:-'DNS|[Ee]xternal[Nn]ame|LoadBalancer|session affinity|functioning NodePort|\[Disruptive\]|\[Serial\]'}
+FOCUS=${FOCUS:-'\[sig-network\] (Networking Granular Checks|Services|Proxy|HostPort).*\[Conformance\]'}
+# Left out: Services of type LoadBalancer (no cloud here), and what is marked
+# Serial or Disruptive. The cluster's DNS (CoreDNS) serves the tests that reach
+# a Service by its name or resolve an ExternalName.
+SKIP=${SKIP:-'LoadBalancer|\[Serial\]|\[Disruptive\]'}
 report=$STATE/conformance
 rm -rf "$report"; mkdir -p "$report"
 start=$(date +%s)
