@@ -137,8 +137,9 @@ e2e: deps install cluster-deps
 	if [ $$status -ne 0 ]; then echo "e2e failed; component logs are in .cluster/logs"; fi; \
 	exit $$status
 
-# Kubernetes' own [sig-network] conformance tests that need no DNS or cloud,
-# on the local cluster (brought up with the DaemonSet if it is not).
+# Kubernetes' own [sig-network] conformance tests that need no cloud (Granular
+# Checks, Services, Proxy, HostPort) on the local cluster, brought up with the
+# DaemonSet if it is not (cluster/conformance.sh says what is left out and why).
 conformance: cluster-deps
 	@test -f .cluster/cluster.env || NODES=$(NODES) IPFAMILY=$(IPFAMILY) cluster/up.sh
 	@cluster/kubectl -n kube-system get ds cni-render >/dev/null 2>&1 || cluster/daemonset.sh
