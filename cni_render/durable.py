@@ -90,6 +90,7 @@ def _write_temporary(path: str, data: bytes, mode: int) -> str:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)  # the mode asked for, whatever the umask
         os.fsync(fd)
     except BaseException:
         os.close(fd)

@@ -1,16 +1,22 @@
 """The agent's file writes on the host: whole files or nothing.
 
 A runtime reads /etc/cni/net.d whenever it likes, so a file there is written
-under an exclusive temporary name in the same directory (never following a
-symlink), fsynced, renamed over the old one, and the directory fsynced; a
-reader sees the old file or the new one. Directories themselves are never
-removed (containerd stops watching a deleted /etc/cni/net.d).
+as cni_render.durable writes every file: under an exclusive temporary name in
+the same directory (never following a symlink), fsynced, renamed over the old
+one, and the directory fsynced; a reader sees the old file or the new one.
+Directories themselves are never removed (containerd stops watching a
+deleted /etc/cni/net.d).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
+
+# One implementation of crash-consistent writes for the plugin and the agent.
+from ..durable import remove_file, sync_directory
+from ..durable import replace_file as write_atomically
+
+__all__ = ["read_bytes", "remove_file", "sync_directory", "write_atomically", "write_if_changed"]
 
 
 def read_bytes(path: str) -> bytes | None:
@@ -26,29 +32,6 @@ def read_bytes(path: str) -> bytes | None:
         return None
 
 
-def write_atomically(path: str, content: bytes, mode: int = 0o644) -> None:
-    directory = os.path.dirname(path) or "."
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(temporary)
-        raise
-    os.close(fd)
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    sync_directory(directory)
-
-
 def write_if_changed(path: str, content: bytes, mode: int = 0o644) -> bool:
     """Write ``content`` atomically unless the file already holds it; True when written."""
     if read_bytes(path) == content:
@@ -56,21 +39,3 @@ def write_if_changed(path: str, content: bytes, mode: int = 0o644) -> bool:
     os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
     write_atomically(path, content, mode)
     return True
-
-
-def remove_file(path: str) -> bool:
-    """Remove a file (never a directory); True when there was one."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    sync_directory(os.path.dirname(path) or ".")
-    return True
-
-
-def sync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
