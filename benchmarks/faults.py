@@ -28,14 +28,27 @@ in-process (no daemon), with ipMasq on and dual-stack pods.
   and after the DELs nothing is left: no link, no address file, no
   temporary or empty file.
 
-Daemon figures (20 graceful restarts / 20 SIGKILLs of the daemon under the
-same load) plug into the same load: a daemon scenario starts the daemon
-inside the node, passes its socket (``Node(socket=...)``, or ``--socket``
-for calls to it), and gives :func:`run_load` a disruptor that restarts or
-kills the daemon instead of :class:`PluginKiller` (a disruptor is any
-callable taking the running :class:`Load` and returning a count).
+* restarts: the same load, every call through the client (``cni-render``
+  with the node's daemon socket: it works in-process only when the daemon
+  never started the call), while the node's daemon is restarted --restarts
+  (20) times as a DaemonSet upgrade does: SIGTERM to its master and a new
+  daemon started at once on the same socket (a start that finds the old one
+  still listening is retried, as the kubelet restarts a container). Counts
+  every call that failed, and apart the code 11s (the spec's "try again
+  later", which a runtime retries); goal 0 for both.
+* daemon-kills: the same load and client while the node's daemon is
+  SIGKILLed --daemon-kills (20) times at random moments: master, workers and
+  the ip/nft they run, frozen first so that none escapes (as a cgroup kill
+  does), and a new daemon started at once. Failed calls (code 11 after the
+  acknowledgement) are followed by the runtime's DEL retries; then the same
+  leftovers as in kills and live pods that ever shared an address (goal 0).
 
-Usage: benchmarks/faults.py [--only kills|reboot|fulldisk] [--kills 20] [--pods 40]
+A disruptor is any callable taking the running :class:`Load` and returning
+a count: :class:`PluginKiller`, :class:`DaemonRestarter`, :class:`DaemonKiller`.
+``--socket`` sends the calls of the other scenarios to a daemon of your own.
+
+Usage: benchmarks/faults.py [--only kills|reboot|fulldisk|restarts|daemon-kills]
+       [--kills 20] [--restarts 20] [--daemon-kills 20] [--pods 40]
 Run as root. Prints one table of figures.
 """
 
@@ -117,8 +130,11 @@ class Node:
             ["ip", "netns", "exec", self.name, PLUGIN],  # ip netns exec execs: the pid is the plugin's
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
         )
-        proc.stdin.write(json.dumps(config).encode())  # type: ignore[union-attr]
-        proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            proc.stdin.write(json.dumps(config).encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass  # it ended before reading: its exit status says how
         return proc
 
     def call(self, command: str, config: dict[str, Any], container_id: str, netns: str) -> tuple[int, Any]:
@@ -303,6 +319,239 @@ def kills(options: argparse.Namespace) -> dict[str, Any]:
         node.close()
 
 
+# --- the node's daemon: graceful restarts and SIGKILLs -------------------------
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it (from /proc, threads excluded)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def kill_tree(root: int) -> int:
+    """SIGKILL ``root`` and all below it at once: frozen first (SIGSTOP, again
+    until no new process appears), so nothing forks or finishes a step in
+    between, as a cgroup kill. The number of processes killed."""
+    frozen: set[int] = set()
+    for _ in range(20):
+        new = [pid for pid in descendants(root) if pid not in frozen]
+        if not new:
+            break
+        for pid in new:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+            frozen.add(pid)
+    for pid in frozen:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(frozen)
+
+
+def gone(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(os.path.exists(f"/proc/{pid}") for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+class Daemon:
+    """The node's cni-render daemon, one generation after another on one socket
+    (node.socket), each logging to its own file."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.generations: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+        self.refused_starts = 0  # the previous daemon still listened
+
+    @property
+    def current(self) -> subprocess.Popen:
+        return self.generations[-1]
+
+    def start(self, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        env = {k: v for k, v in os.environ.items() if k != "CNI_COMMAND"}
+        while True:
+            log_path = self.node.tmp / f"daemon-{len(self.logs)}.log"
+            self.logs.append(log_path)
+            with open(log_path, "wb") as log:
+                self.generations.append(subprocess.Popen(
+                    ["ip", "netns", "exec", self.node.name, PLUGIN, "daemon", "--socket", self.node.socket],
+                    stdout=log, stderr=log, env=env,
+                ))
+            while True:
+                text = log_path.read_text(errors="replace")
+                if "listening on" in text:
+                    return
+                if self.current.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the daemon did not start within {seconds:g} s: {text}")
+                time.sleep(0.02)
+            if "already listening" not in text or time.monotonic() > deadline:
+                raise SystemExit(f"the daemon did not start: {text}")
+            self.refused_starts += 1
+            time.sleep(0.05)
+
+    def answered(self) -> int:
+        """Calls the daemons answered (each logs one line per answer)."""
+        lines = (line for path in self.logs if path.exists() for line in path.read_text(errors="replace").splitlines())
+        return sum(1 for line in lines if line.startswith("cni-render daemon: ") and " -> " in line and line.endswith(" ms"))
+
+    def close(self) -> int:
+        """Stop every generation (SIGTERM, then SIGKILL of the whole tree past
+        the daemon's stop deadline); the number of processes left after that."""
+        for proc in self.generations:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.generations:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                kill_tree(proc.pid)
+                proc.wait()
+        return len(processes_mentioning(self.node.socket))
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line holds ``text``."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if text.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+class DaemonRestarter:
+    """Restarts the daemon ``restarts`` times as an upgrade does: SIGTERM to the
+    master (the socket refuses new callers at once, calls in flight finish)
+    and a new daemon started at once."""
+
+    def __init__(self, daemon: Daemon, restarts: int, seed: int) -> None:
+        self.daemon = daemon
+        self.restarts = restarts
+        self.random = random.Random(seed)
+        self.done = 0
+        self.gaps: list[float] = []  # seconds from SIGTERM to the new daemon listening
+
+    def __call__(self, load: Load) -> int:
+        while self.done < self.restarts:
+            time.sleep(self.random.uniform(0.3, 1.2))
+            stopped = time.monotonic()
+            self.daemon.current.send_signal(signal.SIGTERM)
+            self.daemon.start()
+            self.gaps.append(time.monotonic() - stopped)
+            self.done += 1
+        time.sleep(1.0)  # calls on the last daemon too
+        return self.done
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "graceful restarts": self.done,
+            "new daemon's starts refused (old one still listening)": self.daemon.refused_starts,
+            "seconds without a listening daemon (median, max)": (
+                round(sorted(self.gaps)[len(self.gaps) // 2], 2) if self.gaps else 0, round(max(self.gaps, default=0), 2)
+            ),
+        }
+
+
+class DaemonKiller:
+    """SIGKILLs the daemon ``kills`` times at random moments (all its processes
+    and their children) and starts a new one at once."""
+
+    def __init__(self, daemon: Daemon, kills: int, seed: int) -> None:
+        self.daemon = daemon
+        self.kills = kills
+        self.random = random.Random(seed)
+        self.done = 0
+        self.processes = 0
+        self.in_flight = 0  # client calls running at the moment of a kill
+
+    def __call__(self, load: Load) -> int:
+        while self.done < self.kills:
+            time.sleep(self.random.uniform(0.2, 1.5))
+            with load.lock:
+                self.in_flight += len(load.in_flight)
+            master = self.daemon.current
+            pids = descendants(master.pid)
+            self.processes += kill_tree(master.pid)
+            master.wait()
+            if not gone(pids, 10):
+                raise SystemExit(f"daemon processes outlived SIGKILL: {pids}")
+            self.daemon.start()
+            self.done += 1
+        time.sleep(1.0)
+        return self.done
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "SIGKILLs of the daemon": self.done,
+            "processes killed (master, workers, ip/nft)": self.processes,
+            "client calls running at the kills (on a daemon or in-process)": self.in_flight,
+        }
+
+
+def daemon_scenario(options: argparse.Namespace, disruptor: Callable[[Daemon], DaemonRestarter | DaemonKiller]) -> dict[str, Any]:
+    node = Node()
+    daemon = Daemon(node)
+    try:
+        node.socket = str(node.tmp / "daemon.sock")
+        started = time.monotonic()
+        daemon.start()
+        disrupt = disruptor(daemon)
+        load = run_load(node, options.pods, disrupt)
+        failed = load.counts["failed calls (not killed)"]
+        figures = disrupt.figures()
+        figures.update({
+            "calls": load.counts["calls"],
+            "calls answered by a daemon": daemon.answered(),
+            "pods added": load.counts["pods added"],
+            "failed calls (any error)": failed,
+            "failed calls other than code 11": failed - load.codes.get(11, 0),
+            "failures by code": dict(load.codes),
+            "DEL retries": load.counts["DEL retries"],
+            "addresses shared by live pods": load.counts["addresses shared by live pods"],
+            "seconds": round(time.monotonic() - started, 1),
+        })
+        left = daemon.close()
+        figures.update({f"left: {k}": v for k, v in node.leftovers().items()})
+        figures["left: daemon processes"] = left
+        return figures
+    finally:
+        daemon.close()
+        node.close()
+
+
+def restarts(options: argparse.Namespace) -> dict[str, Any]:
+    return daemon_scenario(options, lambda daemon: DaemonRestarter(daemon, options.restarts, options.seed))
+
+
+def daemon_kills(options: argparse.Namespace) -> dict[str, Any]:
+    return daemon_scenario(options, lambda daemon: DaemonKiller(daemon, options.daemon_kills, options.seed))
+
+
 # --- reboot ------------------------------------------------------------------
 
 
@@ -422,13 +671,15 @@ def fulldisk(options: argparse.Namespace) -> dict[str, Any]:
         os.rmdir(mountpoint)
 
 
-SCENARIOS = {"kills": kills, "reboot": reboot, "fulldisk": fulldisk}
+SCENARIOS = {"kills": kills, "reboot": reboot, "fulldisk": fulldisk, "restarts": restarts, "daemon-kills": daemon_kills}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=list(SCENARIOS))
     parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--restarts", type=int, default=20)
+    parser.add_argument("--daemon-kills", type=int, default=20)
     parser.add_argument("--pods", type=int, default=40)
     parser.add_argument("--reboot-pods", type=int, default=20)
     parser.add_argument("--disk-kib", type=int, default=64)
