@@ -64,13 +64,15 @@ controlplane_up() {
         --allow-privileged=true --endpoint-reconciler-type=lease --v=1
     wait_for 120 kube-apiserver in_underlay curl -sf --max-time 2 \
         --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$(api_url)/readyz"
-    local mask4=24 mask6=64
+    local masks=()  # a mask for a family the cluster lacks stops the node IPAM controller
+    has_v4 && masks+=(--node-cidr-mask-size-ipv4=24)
+    has_v6 && masks+=(--node-cidr-mask-size-ipv6=64)
     spawn kube-controller-manager "$group" nsenter --net="/run/netns/$UNDERLAY_NS" "$bin/kube-controller-manager" \
         --kubeconfig="$STATE/controller-manager.kubeconfig" \
         --authentication-kubeconfig="$STATE/controller-manager.kubeconfig" \
         --authorization-kubeconfig="$STATE/controller-manager.kubeconfig" \
         --allocate-node-cidrs=true --cluster-cidr="$(join_families "$V4_PODS" "$V6_PODS")" \
-        --node-cidr-mask-size-ipv4=$mask4 --node-cidr-mask-size-ipv6=$mask6 \
+        "${masks[@]}" \
         --service-cluster-ip-range="$(join_families "$V4_SERVICES" "$V6_SERVICES")" \
         --root-ca-file="$PKI/ca.crt" --service-account-private-key-file="$PKI/sa.key" \
         --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
