@@ -32,7 +32,10 @@ if [ -d "$STATE" ]; then
     find "$STATE" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
 fi
 
-# What must be gone.
+# What must be gone. A killed process leaves its cgroup before its parent (by
+# then init) has reaped it: give the process table a moment.
+cluster_processes() { pgrep -x 'kubelet|kube-apiserver|kube-controller|kube-scheduler|kube-proxy|etcd|containerd'; }
+for _ in $(seq 50); do cluster_processes >/dev/null || break; sleep 0.2; done
 left=()
 for p in kubelet kube-apiserver kube-controller kube-scheduler kube-proxy etcd containerd; do  # comm names (15 chars)
     pgrep -x "$p" >/dev/null && left+=("process $p")
