@@ -34,7 +34,10 @@ fi
 
 # What must be gone. A killed process leaves its cgroup before its parent (by
 # then init) has reaped it: give the process table a moment.
-cluster_processes() { pgrep -x 'kubelet|kube-apiserver|kube-controller|kube-scheduler|kube-proxy|etcd|containerd'; }
+cluster_processes() {
+    local p
+    for p in kubelet kube-apiserver kube-controller kube-scheduler kube-proxy etcd containerd; do pgrep -x "$p"; done
+}
 for _ in $(seq 50); do cluster_processes >/dev/null || break; sleep 0.2; done
 left=()
 for p in kubelet kube-apiserver kube-controller kube-scheduler kube-proxy etcd containerd; do  # comm names (15 chars)
