@@ -64,6 +64,18 @@ controlplane_up() {
         --allow-privileged=true --endpoint-reconciler-type=lease --v=1
     wait_for 120 kube-apiserver in_underlay curl -sf --max-time 2 \
         --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$(api_url)/readyz"
+    controller_manager_start "$bin"
+    spawn kube-scheduler "$group" nsenter --net="/run/netns/$UNDERLAY_NS" "$bin/kube-scheduler" \
+        --kubeconfig="$STATE/scheduler.kubeconfig" \
+        --authentication-kubeconfig="$STATE/scheduler.kubeconfig" \
+        --authorization-kubeconfig="$STATE/scheduler.kubeconfig" \
+        --leader-elect=false --v=1
+}
+
+# controller_manager_start BIN [",-x,-y"]: the second argument names more controllers
+# to leave out (cluster/restart-controller-manager.sh).
+controller_manager_start() {
+    local bin=$1 group=${CGROUP_PREFIX}control
     local masks=()  # a mask for a family the cluster lacks stops the node IPAM controller
     has_v4 && masks+=(--node-cidr-mask-size-ipv4=24)
     has_v6 && masks+=(--node-cidr-mask-size-ipv6=64)
@@ -77,11 +89,6 @@ controlplane_up() {
         --root-ca-file="$PKI/ca.crt" --service-account-private-key-file="$PKI/sa.key" \
         --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
         --use-service-account-credentials=true --leader-elect=false \
-        --controllers='*,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' \
+        --controllers="*,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller${2:-}" \
         --node-monitor-grace-period=20s --v=1
-    spawn kube-scheduler "$group" nsenter --net="/run/netns/$UNDERLAY_NS" "$bin/kube-scheduler" \
-        --kubeconfig="$STATE/scheduler.kubeconfig" \
-        --authentication-kubeconfig="$STATE/scheduler.kubeconfig" \
-        --authorization-kubeconfig="$STATE/scheduler.kubeconfig" \
-        --leader-elect=false --v=1
 }

@@ -52,8 +52,12 @@ def test_every_node_is_ready_with_a_cni_render_pod() -> None:
     for node in nodes():
         ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"][0]
         assert ready["status"] == "True", f"{node['metadata']['name']}: {ready.get('message')}"
-    ds = kube_json("-n", "kube-system", "get", "daemonset", "cni-render")
-    assert ds["status"]["numberReady"] == len(nodes()) == ds["status"]["desiredNumberScheduled"]
+    def one_ready_agent_per_node() -> bool:
+        status = kube_json("-n", "kube-system", "get", "daemonset", "cni-render")["status"]
+        assert status["numberReady"] == len(nodes()) == status["desiredNumberScheduled"], status
+        return True
+
+    eventually("one Ready cni-render pod per node", one_ready_agent_per_node, timeout=60)
 
 
 def test_addresses_are_unique_and_from_the_nodes_pod_cidr(pods: dict[str, dict[str, Any]]) -> None:

@@ -11,6 +11,7 @@ import time
 
 from cluster import (
     NAMESPACE,
+    REPO,
     apply,
     delete_pods,
     eventually,
@@ -20,6 +21,7 @@ from cluster import (
     on_node,
     pod_ips,
     pod_manifest,
+    run,
     unique,
     wait_running,
 )
@@ -115,3 +117,29 @@ def test_a_deleted_nodes_routes_leave_every_other_node() -> None:
     for real in node_names():
         eventually(f"{real} to drop the route to {name}'s pod CIDR",
                    lambda: address not in agent_routes(real), timeout=60)
+
+
+def test_a_node_without_a_pod_cidr_gets_an_event_and_no_conflist_until_it_has_one() -> None:
+    """A node joins while the controller manager allocates no CIDRs (its node
+    IPAM controller is off): the agent there says so with an Event and writes no
+    conflist; once the node has a pod CIDR, the conflist follows."""
+    name = "node9"
+    restart = str(REPO / "cluster" / "restart-controller-manager.sh")
+    run([restart, "node-ipam-controller"])
+    try:
+        try:
+            run([str(REPO / "cluster" / "add-node.sh"), "9"], timeout=300)
+            events = eventually(
+                f"a NoPodCIDR event for {name}",
+                lambda: kube_json("get", "events", "-A", "--field-selector",
+                                  f"reason=NoPodCIDR,involvedObject.name={name}")["items"],
+                timeout=180, interval=3,
+            )
+            assert "--allocate-node-cidrs" in events[0]["message"], events[0]["message"]
+            assert on_node(name, "ls", "/etc/cni/net.d").strip() == ""
+        finally:
+            run([restart])
+        eventually(f"{name}'s conflist once it has a pod CIDR",
+                   lambda: "10-cni-render.conflist" in on_node(name, "ls", "/etc/cni/net.d"), timeout=180, interval=3)
+    finally:
+        run([str(REPO / "cluster" / "remove-node.sh"), name], timeout=120)
