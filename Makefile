@@ -36,13 +36,13 @@ install: venv
 	@touch $(STAMP)
 
 demo: deps install
-	$(BIN)/python -m cni_render.demo
+	$(BIN)/python -m cni_render.cli.demo
 
 test: deps install
-	$(BIN)/pytest -p no:cacheprovider tests --ignore=tests/e2e
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/netns tests/clients
 
 update-golden: install
-	$(BIN)/pytest -p no:cacheprovider tests/test_golden.py --update-golden
+	$(BIN)/pytest -p no:cacheprovider tests/unit/test_golden.py --update-golden
 
 bench: deps install
 	$(BIN)/python benchmarks/add_del.py

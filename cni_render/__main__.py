@@ -2,6 +2,6 @@
 
 import sys
 
-from .entry import plugin_main
+from cni_render.entry import plugin_main
 
 sys.exit(plugin_main())

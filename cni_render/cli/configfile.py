@@ -10,10 +10,8 @@ import json
 import os
 from typing import Any
 
-from ..config import NetworkConfig, load
-from ..errors import DecodeFailure, InvalidConfig
-
-PLUGIN_TYPE = "cni-render"
+from cni_render.cni.config import NetworkConfig, load, plugin_entry
+from cni_render.cni.errors import DecodeFailure, InvalidConfig
 
 
 def plugin_document(path: str) -> dict[str, Any]:
@@ -26,19 +24,7 @@ def plugin_document(path: str) -> dict[str, Any]:
         raise DecodeFailure(f"{path} is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise DecodeFailure(f"{path} is not a JSON object")
-    if "plugins" not in document:
-        return document
-    plugins = document.get("plugins")
-    entry = next(
-        (p for p in plugins or [] if isinstance(p, dict) and p.get("type") == PLUGIN_TYPE), None
-    )
-    if entry is None:
-        raise InvalidConfig(f"{path}: the conflist has no plugin of type {PLUGIN_TYPE}")
-    merged = dict(entry)
-    for key in ("name", "cniVersion"):
-        if key in document:
-            merged[key] = document[key]
-    return merged
+    return plugin_entry(document, path)
 
 
 def load_file(

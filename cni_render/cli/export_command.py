@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..render import TemplateSetLoader
-from ..template_set import SETS
+from cni_render.datapath.render import TemplateSetLoader
+from cni_render.datapath.template_sets import SETS
 
 
 def export(directory: Path, template_set: str, force: bool) -> list[Path]:

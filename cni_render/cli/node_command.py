@@ -53,7 +53,7 @@ def add_node_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from ..node.settings import SettingsError, paths_from_environment
+    from cni_render.node.settings import SettingsError, paths_from_environment
 
     try:
         paths = paths_from_environment(_environment(args))
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         return _uninstall(paths, args, stdout)
     if command == "render":
         return _render(paths, args, stdout)
-    from ..node.agent import Agent
-    from ..node.cluster import Cluster
+    from cni_render.node.agent import Agent
+    from cni_render.node.cluster import Cluster
 
     return Agent(paths, Cluster(paths.namespace)).run()
 
@@ -83,8 +83,8 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _ready(paths: Any, stdout: TextIO) -> int:
-    from ..node.daemon_child import daemon_status
-    from ..node.files import read_bytes
+    from cni_render.node.daemon_child import daemon_status
+    from cni_render.node.files import read_bytes
 
     content = read_bytes(paths.conflist)
     if content is None:
@@ -92,7 +92,7 @@ def _ready(paths: Any, stdout: TextIO) -> int:
         return 1
     try:
         document = json.loads(content)
-        from ..node.conflist import plugin_config
+        from cni_render.node.conflist import plugin_config
 
         config = plugin_config(document)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -104,7 +104,7 @@ def _ready(paths: Any, stdout: TextIO) -> int:
 
 
 def _uninstall(paths: Any, args: argparse.Namespace, stdout: TextIO) -> int:
-    from ..node.uninstall import leftovers, uninstall
+    from cni_render.node.uninstall import leftovers, uninstall
 
     if not args.check:
         for line in uninstall(paths) or ["nothing of cni-render's was on this node"]:
@@ -123,17 +123,17 @@ def _uninstall(paths: Any, args: argparse.Namespace, stdout: TextIO) -> int:
 
 
 def _render(paths: Any, args: argparse.Namespace, stdout: TextIO) -> int:
-    from ..node.agent import node_facts
-    from ..node.nodeinfo import node_from_dict
-    from ..node.routes import kernel_not_on_link, read_current_routes
-    from ..node.settings import SETTINGS_CONFIGMAP, parse_settings
-    from ..node.state import desired_state
+    from cni_render.node.agent import node_facts
+    from cni_render.node.nodeinfo import node_from_dict
+    from cni_render.node.routes import kernel_not_on_link, read_current_routes
+    from cni_render.node.settings import SETTINGS_CONFIGMAP, parse_settings
+    from cni_render.node.state import desired_state
 
     if args.nodes:
         nodes = _items(args.nodes)
         data = _items(args.settings, key="data") if args.settings else {}
     else:
-        from ..node.cluster import Cluster
+        from cni_render.node.cluster import Cluster
 
         cluster = Cluster(paths.namespace)
         nodes = cluster.list_nodes()

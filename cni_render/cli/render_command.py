@@ -10,11 +10,19 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from ..expect import expectations
-from ..preview import Preview, preview
-from ..render import Renderer
-from ..request import Request, parse_cni_args, validate_container_id, validate_ifname, validate_netns
-from ..template_set import (
+from cni_render.cli.configfile import load_file
+from cni_render.cni.request import (
+    Request,
+    parse_cni_args,
+    validate_container_id,
+    validate_ifname,
+    validate_netns,
+)
+from cni_render.cni.versions import convert_result
+from cni_render.datapath.expect import expectations
+from cni_render.datapath.preview import Preview, preview
+from cni_render.datapath.render import Renderer
+from cni_render.datapath.template_sets import (
     ADD_HOST,
     ADD_NFT,
     ADD_POD,
@@ -25,8 +33,6 @@ from ..template_set import (
     RESULT,
     SETUP_HOST,
 )
-from ..versions import convert_result
-from .configfile import load_file
 
 
 def run(args: Any, stdout: TextIO) -> int:

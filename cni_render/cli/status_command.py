@@ -11,11 +11,11 @@ import json
 import os
 from typing import Any, TextIO
 
-from ..config import IN_PROCESS_IPAM
-from ..ipam.model import DEFAULT_DATA_DIR, parse_ipam_config
-from ..ipam.store import Store
-from ..naming import host_ifname
-from .configfile import load_file
+from cni_render.cli.configfile import load_file
+from cni_render.cni.config import IN_PROCESS_IPAM
+from cni_render.datapath.naming import host_ifname
+from cni_render.ipam.model import DEFAULT_DATA_DIR, parse_ipam_config
+from cni_render.ipam.store import Store
 
 
 def attachments(data_dir: str, networks: list[str], node_links: set[str]) -> list[dict[str, Any]]:
@@ -49,7 +49,7 @@ def _sources(args: Any) -> tuple[str, list[str]]:
 
 
 def run(args: Any, stdout: TextIO) -> int:
-    from .. import system
+    from cni_render.host import system
 
     data_dir, networks = _sources(args)
     links, _ = system.read_state()

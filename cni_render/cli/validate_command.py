@@ -1,19 +1,16 @@
 """``cni-render validate``: is this config, with these templates, ready for pods?
 
-1. the config against the JSON Schema: every error, with its JSON path;
-2. every template of the set compiles (with the operator's overrides);
-3. every template renders for a sample pod in every spec version, and the
-   result is a valid CNI result for that version;
-4. with ``--apply``: ADD, CHECK and DEL of a sample pod, run by the plugin
-   itself inside throwaway namespaces, with a TCP connection from the node to
-   the pod in between, and nothing left after DEL.
+Prints the checks of :func:`cni_render.datapath.validate.validate` (schema,
+IPAM ranges, templates compile, render for every spec version), one line
+each; with ``--apply`` then ADD, CHECK and DEL of a sample pod, run by the
+plugin itself inside throwaway namespaces, with a TCP connection from the
+node to the pod in between, and nothing left after DEL.
 
 Exit 0 only when every step passes.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -24,18 +21,10 @@ import time
 import uuid
 from typing import Any, Callable, TextIO
 
-from .. import schema
-from ..config import IN_PROCESS_IPAM
-from ..errors import CniError
-from ..ipam.model import parse_ipam_config
-from ..ipam.store import Store
-from ..preview import preview, request_for
-from ..render import Renderer, result_shape_problem
-from ..spec import SUPPORTED_VERSIONS
-from ..versions import convert_result
-from .configfile import load_file, plugin_document
-
-SAMPLE_CONTAINER = "cni-render-validate"
+from cni_render.cli.configfile import plugin_document
+from cni_render.cni.errors import CniError
+from cni_render.datapath.validate import SAMPLE_CONTAINER, Check, validate
+from cni_render.ipam.store import Store
 
 
 class Report:
@@ -55,6 +44,9 @@ class Report:
         self.line("ok", name, detail or "")
         return True
 
+    def check(self, check: Check) -> None:
+        self.line("ok" if check.passed else "FAIL", check.step, check.detail if check.passed else str(check.problem))
+
     def line(self, status: str, name: str, detail: str) -> None:
         if status == "FAIL":
             self.failed = True
@@ -65,53 +57,15 @@ class Report:
 def run(args: Any, stdout: TextIO) -> int:
     report = Report(stdout)
     document = plugin_document(args.config)
-    if args.templates:
-        document["templateDir"] = os.path.abspath(args.templates)
-    errors = schema.schema_errors(schema.static_part(document), schema.PLUGIN_SCHEMA)
-    if errors:
-        for error in errors:
-            report.line("FAIL", "schema", error.details)
-        return 1
-    report.step("schema", lambda: "the config is valid")
-    config = load_file(args.config, args.templates, cache=False)
-    if config.ipam_type == IN_PROCESS_IPAM and not report.step("IPAM ranges", lambda: _ipam(config)):
-        return 1
-    renderer = Renderer(config.mode, override_dir=config.template_dir)
-    if not report.step("templates compile", lambda: _compile(renderer)):
-        return 1
-    for version in SUPPORTED_VERSIONS:
-        report.step(f"render for cniVersion {version}", functools.partial(_render, args, version))
-    if args.apply and not report.failed:
+    validation = validate(document, args.templates)
+    for check in validation.checks:
+        report.check(check)
+    if args.apply and validation.passed:
+        if args.templates:
+            document["templateDir"] = os.path.abspath(args.templates)
         apply_sample(args, document, report)
     stdout.write("all checks passed\n" if not report.failed else "validation failed\n")
     return 1 if report.failed else 0
-
-
-def _ipam(config: Any) -> str:
-    ipam = parse_ipam_config(config.ipam)
-    return ", ".join(str(r) for range_set in ipam.range_sets for r in range_set)
-
-
-def _compile(renderer: Renderer) -> str:
-    names = renderer.loader.list_templates()
-    for name in names:
-        renderer.compile(name)
-    override = renderer.loader.override_dir
-    overridden = [n for n in names if override and renderer.path_of(n).startswith(override)]
-    detail = f"{len(names)} templates of set {renderer.loader.template_set}"
-    return detail + (f", {len(overridden)} from {renderer.loader.override_dir}" if overridden else "")
-
-
-def _render(args: Any, version: str) -> str:
-    config = load_file(args.config, args.templates, cache=False, cniVersion=version)
-    renderer = Renderer(config.mode, override_dir=config.template_dir)
-    shown = preview(request_for(SAMPLE_CONTAINER, "/var/run/netns/sample", "eth0"), config, renderer)
-    problem = result_shape_problem(shown.add.result)
-    if problem:
-        raise ValueError(f"the result is not a CNI result: {problem}")
-    convert_result(shown.add.result or {}, version)
-    lines = sum(batch.count("\n") for batch in (shown.add.setup_batch, shown.add.host_batch, shown.add.pod_batch))
-    return f"{lines} batch lines; pod {', '.join(a.cidr for a in shown.plan.addresses)}"
 
 
 # --- --apply ----------------------------------------------------------------------

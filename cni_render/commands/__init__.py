@@ -1,4 +1,9 @@
-"""CNI commands, dispatched through a table of module paths so that each
+"""The CNI commands (ADD, DEL, CHECK, GC, STATUS; VERSION needs no module) and
+the dispatch from a parsed request to them. May import
+:mod:`cni_render.datapath`, :mod:`cni_render.ipam`, :mod:`cni_render.host`
+and :mod:`cni_render.cni`; never the fast path, the agent or the CLI.
+
+Dispatched through a table of module paths so that each
 invocation imports only what its command needs (VERSION imports nothing)."""
 
 from __future__ import annotations
@@ -8,13 +13,13 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..config import NetworkConfig
-from ..log import Log
-from ..request import Request
+from cni_render.cni.config import NetworkConfig
+from cni_render.cni.request import Request
+from cni_render.host.log import Log
 
 if TYPE_CHECKING:
-    from ..ipam import DelegatedIpam, LocalIpam
-    from ..render import Renderer
+    from cni_render.datapath.render import Renderer
+    from cni_render.ipam import DelegatedIpam, LocalIpam
 
 COMMAND_MODULES = {
     "ADD": "cni_render.commands.add",
@@ -36,7 +41,7 @@ class Invocation:
 
     def renderer(self) -> Renderer:
         if self._renderer is None:
-            from ..render import shared_renderer
+            from cni_render.datapath.render import shared_renderer
 
             self._renderer = shared_renderer(
                 template_set=self.config.mode,
@@ -46,7 +51,7 @@ class Invocation:
         return self._renderer
 
     def ipam(self) -> LocalIpam | DelegatedIpam:
-        from ..ipam import select_ipam
+        from cni_render.ipam import select_ipam
 
         return select_ipam(self.request, self.config)
 
@@ -54,7 +59,7 @@ class Invocation:
 def attachment_lock_path(state_dir: str, network: str, container_id: str, ifname: str) -> str:
     """One of 256 lock files, picked by the node end's hash: ADD, DEL and GC
     of one attachment exclude each other (a stripe may also hold others)."""
-    from ..naming import host_ifname
+    from cni_render.datapath.naming import host_ifname
 
     stripe = host_ifname(network, container_id, ifname)[-2:]
     return os.path.join(state_dir, "locks", f"attachment-{stripe}.lock")
@@ -63,7 +68,7 @@ def attachment_lock_path(state_dir: str, network: str, container_id: str, ifname
 def attachment_lock(inv: Invocation) -> Any:
     """Serialises ADD, DEL and GC of the invocation's attachment, so a
     duplicate call never tears down what another made."""
-    from ..locking import file_lock
+    from cni_render.host.locking import file_lock
 
     request = inv.request
     return file_lock(
@@ -75,7 +80,7 @@ def delegated_gc_lock(inv: Invocation, exclusive: bool) -> Any:
     """Held shared by every ADD with a delegated IPAM and exclusively while GC
     is forwarded to it: a delegate that knows nothing of node ends must not
     collect an attachment whose ADD is still running."""
-    from ..locking import file_lock
+    from cni_render.host.locking import file_lock
 
     path = os.path.join(inv.config.state_dir, "locks", f"delegated-gc-{inv.config.name}.lock")
     return file_lock(path, shared=not exclusive)

@@ -6,17 +6,17 @@ import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from .. import system
-from ..errors import ApplyFailed, InterfaceConflict, InvalidEnvironment, LostNamespace
-from ..locking import file_lock
-from ..plan import Plan, build_plan, build_teardown, host_link
-from ..render import Rendered
-from ..template_set import ADD_HOST, ADD_NFT, ADD_POD, ADD_SYSCTL, SETUP_HOST
-from . import Invocation, attachment_lock, delegated_gc_lock
-from .teardown import detach
+from cni_render.cni.errors import ApplyFailed, InterfaceConflict, InvalidEnvironment, LostNamespace
+from cni_render.commands import Invocation, attachment_lock, delegated_gc_lock
+from cni_render.commands.teardown import detach
+from cni_render.datapath.plan import Plan, build_plan, build_teardown, host_link
+from cni_render.datapath.render import Rendered
+from cni_render.datapath.template_sets import ADD_HOST, ADD_NFT, ADD_POD, ADD_SYSCTL, SETUP_HOST
+from cni_render.host import system
+from cni_render.host.locking import file_lock
 
 if TYPE_CHECKING:
-    from ..ipam import Ipam
+    from cni_render.ipam import Ipam
 
 
 def run(inv: Invocation) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from .. import system
-from ..errors import InvalidConfig, InvalidEnvironment, StateMismatch
-from ..expect import (
+from cni_render.cni.errors import InvalidConfig, InvalidEnvironment, StateMismatch
+from cni_render.cni.versions import parse_result
+from cni_render.commands import Invocation
+from cni_render.datapath.expect import (
     ExpectedRoute,
     address_present,
     expectations,
@@ -21,9 +22,8 @@ from ..expect import (
     master_present,
     route_present,
 )
-from ..plan import build_plan
-from ..versions import parse_result
-from . import Invocation
+from cni_render.datapath.plan import build_plan
+from cni_render.host import system
 
 
 def run(inv: Invocation) -> None:

@@ -16,15 +16,15 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
-from .. import system
-from ..errors import CniError
-from ..plan import build_teardown, host_link
-from ..versions import parse_result
-from . import Invocation, attachment_lock
-from .teardown import detach
+from cni_render.cni.errors import CniError
+from cni_render.cni.versions import parse_result
+from cni_render.commands import Invocation, attachment_lock
+from cni_render.commands.teardown import detach
+from cni_render.datapath.plan import build_teardown, host_link
+from cni_render.host import system
 
 if TYPE_CHECKING:
-    from ..ipam import Ipam
+    from cni_render.ipam import Ipam
 
 
 def _addresses_from_prev_result(inv: Invocation) -> list[str]:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .. import system
-from ..errors import CniError
-from ..ipam import DelegatedIpam, LocalIpam
-from ..ipam.attachments import Attachment, is_valid, valid_attachments
-from ..locking import try_file_lock
-from ..plan import TeardownPlan, bridge_link, host_link
-from . import Invocation, attachment_lock_path, delegated_gc_lock
-from .teardown import detach
+from cni_render.cni.errors import CniError
+from cni_render.commands import Invocation, attachment_lock_path, delegated_gc_lock
+from cni_render.commands.teardown import detach
+from cni_render.datapath.plan import TeardownPlan, bridge_link, host_link
+from cni_render.host import system
+from cni_render.host.locking import try_file_lock
+from cni_render.ipam import DelegatedIpam, LocalIpam
+from cni_render.ipam.attachments import Attachment, is_valid, valid_attachments
 
 ALIAS_PREFIX = "cni-render/"
 

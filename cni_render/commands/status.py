@@ -6,10 +6,10 @@ no template is compiled and nothing is changed.
 
 from __future__ import annotations
 
-from .. import system
-from ..errors import CniError, NotAvailable
-from ..template_set import missing_required_templates
-from . import Invocation
+from cni_render.cni.errors import CniError, NotAvailable
+from cni_render.commands import Invocation
+from cni_render.datapath.template_sets import missing_required_templates
+from cni_render.host import system
 
 
 def run(inv: Invocation) -> None:

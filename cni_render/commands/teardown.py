@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from .. import system
-from ..errors import CniError
-from ..plan import TeardownPlan
-from ..render import Rendered
-from ..template_set import DEL_HOST, DEL_NFT, DEL_POD
-from . import Invocation
+from cni_render.cni.errors import CniError
+from cni_render.commands import Invocation
+from cni_render.datapath.plan import TeardownPlan
+from cni_render.datapath.render import Rendered
+from cni_render.datapath.template_sets import DEL_HOST, DEL_NFT, DEL_POD
+from cni_render.host import system
 
 
 def _attempt(problems: list[CniError], step: Callable[[], object]) -> bool:

@@ -1,16 +1,21 @@
-"""Address management: in-process cni-render-ipam, or a delegated IPAM plugin."""
+"""Address management: in-process cni-render-ipam, or a delegated IPAM plugin.
+May import :mod:`cni_render.host` (locks, the durable writer, commands) and
+:mod:`cni_render.cni`; never the datapath or anything above it.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Protocol, Union
 
-from ..config import IN_PROCESS_IPAM, NetworkConfig
-from ..errors import InvalidConfig
-from ..request import Request
-from .delegated import DelegatedIpam as DelegatedIpam  # re-exported: commands import it from here
-from .local import LocalIpam as LocalIpam
-from .local import requested_addresses
-from .model import DEFAULT_DATA_DIR, IpamConfig, parse_ipam_config
+from cni_render.cni.config import IN_PROCESS_IPAM, NetworkConfig
+from cni_render.cni.errors import InvalidConfig
+from cni_render.cni.request import Request
+from cni_render.ipam.delegated import (
+    DelegatedIpam as DelegatedIpam,  # re-exported: commands import it from here
+)
+from cni_render.ipam.local import LocalIpam as LocalIpam
+from cni_render.ipam.local import requested_addresses
+from cni_render.ipam.model import DEFAULT_DATA_DIR, IpamConfig, parse_ipam_config
 
 
 class Ipam(Protocol):

@@ -10,9 +10,9 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterator, Sequence, Union
 
-from ..errors import AddressUnavailable
-from .model import AddressRange, IpamConfig, RangeSet
-from .store import Store
+from cni_render.cni.errors import AddressUnavailable
+from cni_render.ipam.model import AddressRange, IpamConfig, RangeSet
+from cni_render.ipam.store import Store
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]

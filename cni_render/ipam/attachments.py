@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidConfig
+from cni_render.cni.errors import InvalidConfig
 
 VALID_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 

@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .. import system
-from ..errors import CniError, DelegateFailed, InvalidConfig
-from ..versions import parse_result
-from .attachments import with_valid_attachments
+from cni_render.cni.errors import CniError, DelegateFailed, InvalidConfig
+from cni_render.cni.versions import parse_result
+from cni_render.host import system
+from cni_render.ipam.attachments import with_valid_attachments
 
 
 @dataclass

@@ -11,16 +11,16 @@ import json
 import os
 from typing import Any, Mapping, TextIO
 
-from .. import schema
-from ..config import _state_dir, config_version, decode, lower_keys
-from ..errors import CniError, IncompatibleVersion, InvalidConfig
-from ..log import Log
-from ..outcome import Outcome
-from ..request import NAME_RE, parse_request
-from ..spec import CURRENT_VERSION
-from ..versions import convert_result, has_check, has_gc, has_status
-from .local import LocalIpam, requested_addresses
-from .model import parse_ipam_config
+from cni_render.cni import schema
+from cni_render.cni.config import _state_dir, config_version, decode, lower_keys
+from cni_render.cni.errors import CniError, IncompatibleVersion, InvalidConfig
+from cni_render.cni.outcome import Outcome
+from cni_render.cni.request import NAME_RE, parse_request
+from cni_render.cni.spec import CURRENT_VERSION
+from cni_render.cni.versions import convert_result, has_check, has_gc, has_status
+from cni_render.host.log import Log
+from cni_render.ipam.local import LocalIpam, requested_addresses
+from cni_render.ipam.model import parse_ipam_config
 
 
 def handle_ipam(environ: Mapping[str, str], raw: bytes, stderr: TextIO | None) -> Outcome:
@@ -88,7 +88,7 @@ def _run(command: str, ipam: LocalIpam, document: dict[str, Any], log: Log) -> d
         ipam.status()
         return None
     if command == "GC":
-        from .attachments import valid_attachments
+        from cni_render.ipam.attachments import valid_attachments
 
         valid = valid_attachments(document)
         if valid is not None:

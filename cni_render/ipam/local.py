@@ -7,11 +7,11 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
-from ..errors import InvalidConfig, InvalidEnvironment, NotAvailable, StateMismatch
-from .allocator import allocate
-from .attachments import is_valid
-from .model import IpamConfig
-from .store import Store
+from cni_render.cni.errors import InvalidConfig, InvalidEnvironment, NotAvailable, StateMismatch
+from cni_render.ipam.allocator import allocate
+from cni_render.ipam.attachments import is_valid
+from cni_render.ipam.model import IpamConfig
+from cni_render.ipam.store import Store
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 

@@ -3,7 +3,7 @@
 ``<dataDir>/<network>/<ip>`` holds ``<containerID>\\r\\n<ifname>``;
 ``last_reserved_ip.<rangeset>`` holds the round-robin cursor; ``lock`` is
 flock'ed around every read-modify-write. Every write is crash-consistent
-(see :mod:`cni_render.durable`): an owner file is linked into place whole,
+(see :mod:`cni_render.host.durable`): an owner file is linked into place whole,
 which fails when the address is taken, so a reservation is atomic even
 without the lock; the index and the cursor are replaced by rename. This
 module is the only one that touches IPAM files.
@@ -17,9 +17,9 @@ import os
 from contextlib import contextmanager
 from typing import Iterator, Union
 
-from .. import durable
-from ..errors import IoFailure
-from ..locking import LOCK_TIMEOUT_SECONDS, file_lock
+from cni_render.cni.errors import IoFailure
+from cni_render.host import durable
+from cni_render.host.locking import LOCK_TIMEOUT_SECONDS, file_lock
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 LINE_BREAK = "\r\n"
@@ -170,7 +170,7 @@ class Store:
 
     def writable(self) -> str | None:
         """None when allocations can be written here, else why not."""
-        from ..system import writable_dir_problem
+        from cni_render.host.system import writable_dir_problem
 
         return writable_dir_problem(self.directory)
 

@@ -24,16 +24,16 @@ import threading
 import time
 from typing import Any, Callable, TextIO
 
-from .. import system
-from . import files
-from .conflist import NO_POD_CIDR, plugin_config
-from .daemon_child import DaemonChild
-from .masquerade import apply_masquerade
-from .metrics import IpamCollector, Metrics, ipam_usage, serve_metrics
-from .nodeinfo import NodeInfo, node_from_dict
-from .overrides import TemplateOverrides
-from .routes import apply_routes, kernel_not_on_link, read_current_routes
-from .settings import (
+from cni_render.host import system
+from cni_render.node import files
+from cni_render.node.conflist import NO_POD_CIDR, plugin_config
+from cni_render.node.daemon_child import DaemonChild
+from cni_render.node.masquerade import apply_masquerade
+from cni_render.node.metrics import IpamCollector, Metrics, ipam_usage, serve_metrics
+from cni_render.node.nodeinfo import NodeInfo, node_from_dict
+from cni_render.node.overrides import TemplateOverrides
+from cni_render.node.routes import apply_routes, kernel_not_on_link, read_current_routes
+from cni_render.node.settings import (
     SETTINGS_CONFIGMAP,
     TEMPLATES_CONFIGMAP,
     Paths,
@@ -42,8 +42,8 @@ from .settings import (
     parse_settings,
     split_address,
 )
-from .state import DesiredState, NodeFacts, desired_state, node_conflist
-from .uninstall import uninstalled_since
+from cni_render.node.state import DesiredState, NodeFacts, desired_state, node_conflist
+from cni_render.node.uninstall import uninstalled_since
 
 FIRST_STATUS_SECONDS = 60.0  # the daemon imports everything before it answers
 STATUS_SECONDS = 10.0
@@ -209,7 +209,7 @@ class Agent:
             wanted = handle.read()
         if files.read_bytes(os.path.join(self.paths.cni_bin_dir, "cni-render")) == wanted:
             return
-        from ..install import install_shim
+        from cni_render.fastpath.install import install_shim
 
         for path in install_shim(self.paths.cni_bin_dir, self.paths.shim):
             self.say(f"installed the shim {path}")

@@ -14,7 +14,7 @@ import ipaddress
 import json
 from typing import Any, Sequence
 
-from ..spec import CURRENT_VERSION
+from cni_render.cni.spec import CURRENT_VERSION
 
 NETWORK_NAME = "cni-render"
 CONFLIST_VERSION = "1.0.0"  # what containerd 1.6's libcni reads; newer ones pick from cniVersions

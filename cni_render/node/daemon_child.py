@@ -14,9 +14,9 @@ import threading
 import time
 from typing import TextIO
 
-from .. import system
-from ..client import SOCKET_VARIABLE, ask_daemon
-from .metrics import Metrics
+from cni_render.fastpath.client import SOCKET_VARIABLE, ask_daemon
+from cni_render.host import system
+from cni_render.node.metrics import Metrics
 
 STOP_SECONDS = 25.0  # within the pod's terminationGracePeriodSeconds (30)
 

@@ -1,7 +1,7 @@
 """The agent's file writes on the host: whole files or nothing.
 
 A runtime reads /etc/cni/net.d whenever it likes, so a file there is written
-as cni_render.durable writes every file: under an exclusive temporary name in
+as cni_render.host.durable writes every file: under an exclusive temporary name in
 the same directory (never following a symlink), fsynced, renamed over the old
 one, and the directory fsynced; a reader sees the old file or the new one.
 Directories themselves are never removed (containerd stops watching a
@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 
 # One implementation of crash-consistent writes for the plugin and the agent.
-from ..durable import remove_file, sync_directory
-from ..durable import replace_file as write_atomically
+from cni_render.host.durable import remove_file, sync_directory
+from cni_render.host.durable import replace_file as write_atomically
 
 __all__ = ["read_bytes", "remove_file", "sync_directory", "write_atomically", "write_if_changed"]
 

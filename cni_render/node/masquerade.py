@@ -13,9 +13,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Iterable
 
-from .. import system
-from .nodeinfo import NodeInfo
-from .templates import MASQUERADE, render_node_template
+from cni_render.host import system
+from cni_render.node.nodeinfo import NodeInfo
+from cni_render.node.templates import MASQUERADE, render_node_template
 
 TABLE = "cni-render-node"
 _FAMILIES = {4: ("ip", "ipv4_addr", "cluster4"), 6: ("ip6", "ipv6_addr", "cluster6")}

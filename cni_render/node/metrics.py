@@ -102,8 +102,8 @@ def ipam_usage(document: Mapping[str, Any] | None, data_dir: str) -> list[tuple[
         return []
     import ipaddress
 
-    from ..ipam.model import parse_ipam_config
-    from ..ipam.store import Store
+    from cni_render.ipam.model import parse_ipam_config
+    from cni_render.ipam.store import Store
 
     plugin = document["plugins"][0]
     config = parse_ipam_config(plugin["ipam"])

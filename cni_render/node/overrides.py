@@ -13,10 +13,7 @@ broken set is refused and the last good one keeps serving.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import io
-import json
 import os
 import re
 import shutil
@@ -24,8 +21,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from . import files
-from .settings import TEMPLATES_CONFIGMAP
+from cni_render.cni.config import plugin_entry
+from cni_render.cni.errors import CniError
+from cni_render.datapath.validate import validate
+from cni_render.node import files
+from cni_render.node.settings import TEMPLATES_CONFIGMAP
 
 FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\.j2")
 VERSIONS_DIR_SUFFIX = ".d"
@@ -60,25 +60,24 @@ def name_problems(templates: Mapping[str, str]) -> list[str]:
     ]
 
 
-# validate(conflist path, template dir) -> problems (empty when the set passes)
-Validator = Callable[[str, str], list[str]]
+# validate(conflist, template dir) -> problems (empty when the set passes)
+Validator = Callable[[Mapping[str, Any], str], list[str]]
 
 
-def validate_with_cli(conflist: str, template_dir: str) -> list[str]:
-    """What ``cni-render validate CONFLIST --templates DIR`` reports as failed."""
-    from ..cli.validate_command import run
-
-    report = io.StringIO()
-    args = argparse.Namespace(config=conflist, templates=template_dir, apply=False)
-    if run(args, report) == 0:
-        return []
-    return [line[4:].strip() for line in report.getvalue().splitlines() if line.startswith("FAIL")]
+def validate_set(conflist: Mapping[str, Any], template_dir: str) -> list[str]:
+    """The problems :func:`cni_render.datapath.validate.validate` finds in the
+    conflist's cni-render entry with these templates."""
+    try:
+        document = plugin_entry(dict(conflist), "the node's conflist")
+    except CniError as exc:
+        return [f"conflist: {exc.details}"]
+    return [str(check) for check in validate(document, template_dir).problems]
 
 
 class TemplateOverrides:
     """The active override directory and the versions behind it."""
 
-    def __init__(self, active: str, validator: Validator = validate_with_cli):
+    def __init__(self, active: str, validator: Validator = validate_set):
         self.active = active
         self.versions = active + VERSIONS_DIR_SUFFIX
         self.validator = validator
@@ -116,13 +115,7 @@ class TemplateOverrides:
         return Outcome(digest, changed=True)
 
     def _check(self, staging: str, conflist: Mapping[str, Any]) -> list[str]:
-        candidate = staging + ".conflist"
-        try:
-            with open(candidate, "w") as handle:
-                json.dump(dict(conflist), handle)
-            problems = self.validator(candidate, staging)
-        finally:
-            os.unlink(candidate)
+        problems = self.validator(conflist, staging)
         shown = f"{TEMPLATES_CONFIGMAP}/"
         return [problem.replace(staging + os.sep, shown) for problem in problems]
 

@@ -16,10 +16,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from .. import system
-from ..errors import CniError
-from .nodeinfo import NodeInfo
-from .templates import ROUTES, render_node_template
+from cni_render.cni.errors import CniError
+from cni_render.host import system
+from cni_render.node.nodeinfo import NodeInfo
+from cni_render.node.templates import ROUTES, render_node_template
 
 ROUTE_PROTOCOL = 245  # ours; /etc/iproute2/rt_protos names none with this number
 FAMILIES = (4, 6)

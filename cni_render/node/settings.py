@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..template_set import SETS
+from cni_render.datapath.template_sets import SETS
 
 SETTINGS_CONFIGMAP = "cni-render-settings"
 TEMPLATES_CONFIGMAP = "cni-render-templates"

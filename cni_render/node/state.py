@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .conflist import NoPodCidr, build_conflist, conflist_bytes
-from .masquerade import cluster_networks, render_masquerade
-from .nodeinfo import NodeInfo
-from .routes import CurrentRoute, OnLink, RoutePlan, plan_routes, render_routes
-from .settings import Settings
+from cni_render.node.conflist import NoPodCidr, build_conflist, conflist_bytes
+from cni_render.node.masquerade import cluster_networks, render_masquerade
+from cni_render.node.nodeinfo import NodeInfo
+from cni_render.node.routes import CurrentRoute, OnLink, RoutePlan, plan_routes, render_routes
+from cni_render.node.settings import Settings
 
 SAMPLE_POD_CIDRS = ("10.244.0.0/24", "fd00:10:244::/64")  # to check templates on a node without a CIDR yet
 

@@ -1,6 +1,6 @@
 """The node agent's batch templates (``templates/node/``), rendered with the
 same strict rules as the pod templates: sandboxed, StrictUndefined, and every
-``{{ }}`` value one safe token (:func:`cni_render.render.batch_token`)."""
+``{{ }}`` value one safe token (:func:`cni_render.datapath.render.batch_token`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..errors import TemplateError
-from ..filters import FILTERS
-from ..render import batch_token
-from ..resources import templates_root
+from cni_render.cni.errors import TemplateError
+from cni_render.cni.resources import templates_root
+from cni_render.datapath.filters import FILTERS
+from cni_render.datapath.render import batch_token
 
 NODE_SET = "node"
 ROUTES = "routes.ip.j2"

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import time
 
-from .. import system
-from ..errors import ApplyFailed
-from . import files
-from .masquerade import TABLE, apply_masquerade, render_masquerade
-from .routes import ROUTE_PROTOCOL, apply_routes, read_current_routes, uninstall_plan
-from .settings import Paths
+from cni_render.cni.errors import ApplyFailed
+from cni_render.host import system
+from cni_render.node import files
+from cni_render.node.masquerade import TABLE, apply_masquerade, render_masquerade
+from cni_render.node.routes import ROUTE_PROTOCOL, apply_routes, read_current_routes, uninstall_plan
+from cni_render.node.settings import Paths
 
 
 def uninstall(paths: Paths) -> list[str]:
