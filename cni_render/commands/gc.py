@@ -21,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from cni_render.cni.errors import CniError
+from cni_render.cni.request import Request
 from cni_render.commands import Invocation, attachment_lock_path, delegated_gc_lock
 from cni_render.commands.teardown import detach
-from cni_render.datapath.plan import TeardownPlan, bridge_link, host_link
+from cni_render.datapath.plan import TeardownPlan, build_teardown, host_link
 from cni_render.host import system
 from cni_render.host.locking import try_file_lock
 from cni_render.ipam import DelegatedIpam, LocalIpam
@@ -74,20 +75,10 @@ def stale_attachments(
 
 
 def _teardown_plan(inv: Invocation, attachment: Attachment, addresses: frozenset[str]) -> TeardownPlan:
-    config = inv.config
+    """DEL's plan for a stale attachment: GC has no pod namespace and no CNI_ARGS."""
     container_id, ifname = attachment
-    return TeardownPlan(
-        command="GC",
-        network=config.name,
-        cni_version=config.cni_version,
-        container_id=container_id,
-        ifname=ifname,
-        netns="",
-        host=host_link(config.name, container_id, ifname),
-        bridge=bridge_link(config),
-        released=tuple(sorted(addresses)),
-        ip_masq=config.ip_masq,
-    )
+    request = Request(command="GC", container_id=container_id, ifname=ifname)
+    return build_teardown(request, inv.config, sorted(addresses))
 
 
 def collect(

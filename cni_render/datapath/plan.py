@@ -7,7 +7,7 @@ Templates read it; they never compute addresses, names or routes themselves.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from cni_render.cni.config import NetworkConfig
@@ -49,27 +49,21 @@ class PodRoute:
 
 
 @dataclass(frozen=True)
-class Plan:
+class AttachmentPlan:
+    """What every command knows about an attachment (container ID, ifname) of
+    a network: the fields ADD's and the teardown's plans share."""
+
     command: str
     network: str
     cni_version: str
     container_id: str
     ifname: str
     netns: str
-    mtu: int
     host: Link
-    pod: Link
     bridge: Link  # the node bridge of the bridge set
-    addresses: tuple[PodAddress, ...]
-    routes: tuple[PodRoute, ...]
-    dns: Mapping[str, Any]
-    ipv4: bool
-    ipv6: bool
-    pod_link_local: str | None
-    host_link_local: str | None  # the node end's (routed) or the bridge's (bridge set)
     ip_masq: bool
-    args: Mapping[str, str] = field(default_factory=dict)
-    runtime_config: Mapping[str, Any] = field(default_factory=dict)
+    args: Mapping[str, str]
+    runtime_config: Mapping[str, Any]
 
     def context(self) -> dict[str, Any]:
         """The template context: the plan's fields as top-level variables."""
@@ -77,24 +71,25 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class TeardownPlan:
+class Plan(AttachmentPlan):
+    """ADD's plan (and CHECK's expectations): the attachment and its addresses."""
+
+    mtu: int
+    pod: Link
+    addresses: tuple[PodAddress, ...]
+    routes: tuple[PodRoute, ...]
+    dns: Mapping[str, Any]
+    ipv4: bool
+    ipv6: bool
+    pod_link_local: str | None
+    host_link_local: str | None  # the node end's (routed) or the bridge's (bridge set)
+
+
+@dataclass(frozen=True)
+class TeardownPlan(AttachmentPlan):
     """What DEL and GC know about an attachment: no addresses are needed."""
 
-    command: str
-    network: str
-    cni_version: str
-    container_id: str
-    ifname: str
-    netns: str
-    host: Link
-    bridge: Link
     released: tuple[str, ...]  # addresses this attachment holds and this call releases (bare IPs)
-    ip_masq: bool
-    args: Mapping[str, str] = field(default_factory=dict)
-    runtime_config: Mapping[str, Any] = field(default_factory=dict)
-
-    def context(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 def pod_mac(request: Request, config: NetworkConfig) -> str:
@@ -200,6 +195,8 @@ def _host_link_local(request: Request, config: NetworkConfig) -> str:
 def build_teardown(
     request: Request, config: NetworkConfig, released: Sequence[str]
 ) -> TeardownPlan:
+    """DEL's and GC's plan: ``released`` are the addresses the attachment
+    still holds (with or without a prefix)."""
     return TeardownPlan(
         **_attachment(request, config),
         released=tuple(str(ipaddress.ip_interface(ip).ip) for ip in released),

@@ -25,11 +25,10 @@ from importlib.resources.abc import Traversable
 from typing import Any, Callable, Mapping, cast
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from cni_render.cni.errors import TemplateError
 from cni_render.cni.resources import templates_root
-from cni_render.datapath.filters import FILTERS
+from cni_render.datapath.environment import batch_token, json_value, template_environment
 from cni_render.datapath.plan import Plan, TeardownPlan
 from cni_render.datapath.template_sets import (
     ADD_HOST,
@@ -48,31 +47,7 @@ from cni_render.datapath.template_sets import (
     TEMPLATE_SUFFIX,
 )
 
-SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:/@+=,\-]+")
 _SYSCTL_LINE = re.compile(r"(?P<key>[A-Za-z0-9_.\-/]+)\s*=\s*(?P<value>[A-Za-z0-9_.:\-]+)")
-
-
-class UnsafeValue(ValueError):
-    """A value that would not stay a single token in a batch line."""
-
-
-def batch_token(value: Any) -> str:
-    """The batch environment's finalize hook."""
-    if value is None or isinstance(value, bool):
-        raise UnsafeValue(f"{value!r} is not a value a batch line can hold")
-    text = str(value)
-    if not SAFE_TOKEN.fullmatch(text):
-        bad = sorted({c for c in text if not SAFE_TOKEN.fullmatch(c)}) or ["empty string"]
-        raise UnsafeValue(
-            f"value {text!r} is refused in a batch file: it holds {', '.join(map(repr, bad))}; "
-            "a value must be one token of letters, digits and '_.:/@+=,-'"
-        )
-    return text
-
-
-def json_value(value: Any) -> str:
-    """The result environment's finalize hook."""
-    return json.dumps(value)
 
 
 @dataclass(frozen=True)
@@ -172,31 +147,6 @@ def _file_source(path: str) -> tuple[str, str, Callable[[], bool]]:
     return source, path, lambda: os.path.isfile(path) and os.path.getmtime(path) == mtime
 
 
-def _environment(
-    loader: jinja2.BaseLoader, finalize: Callable[[Any], Any], cache_dir: str | None
-) -> ImmutableSandboxedEnvironment:
-    bytecode_cache: jinja2.BytecodeCache | None = None
-    if cache_dir:
-        try:
-            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-            bytecode_cache = jinja2.FileSystemBytecodeCache(cache_dir)
-        except OSError:
-            bytecode_cache = None
-    env = ImmutableSandboxedEnvironment(
-        loader=loader,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        finalize=finalize,
-        bytecode_cache=bytecode_cache,
-        auto_reload=True,
-    )
-    env.filters.update(FILTERS)
-    return env
-
-
 class Renderer:
     """Renders one template set (with an optional operator override directory)."""
 
@@ -207,8 +157,8 @@ class Renderer:
         cache_dir: str | None = None,
     ):
         self.loader = TemplateSetLoader(template_set, override_dir)
-        self.batch_env = _environment(self.loader, batch_token, cache_dir)
-        self.json_env = _environment(self.loader, json_value, cache_dir)
+        self.batch_env = template_environment(self.loader, batch_token, cache_dir)
+        self.json_env = template_environment(self.loader, json_value, cache_dir)
 
     def compile(self, name: str) -> None:
         """Compile one template file (TemplateError with file and line if it cannot)."""

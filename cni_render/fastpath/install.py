@@ -29,12 +29,12 @@ import struct
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import TextIO
 
 import cni_render
+from cni_render.host import durable
 
 LAUNCHER = """\
 #!{python} -IS
@@ -109,100 +109,9 @@ def launcher(name: str) -> str:
     return LAUNCHER.format(python=sys.executable, name=name, paths=search_path(), function=EXECUTABLES[name])
 
 
-@dataclass
-class Staged:
-    """A file written under a temporary name next to its final name."""
-
-    directory: int
-    temporary: str
-    final: str
-
-
-def _stage(path: Path, content: bytes, mode: int) -> Staged:
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    temporary = f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        fd = os.open(temporary, flags, 0o600, dir_fd=directory)
-    except OSError:
-        os.close(directory)
-        raise
-    staged = Staged(directory, temporary, path.name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), mode)
-    except BaseException:
-        _discard([staged])
-        raise
-    return staged
-
-
-def _discard(staged: list[Staged]) -> None:
-    for item in staged:
-        try:
-            os.unlink(item.temporary, dir_fd=item.directory)
-        except OSError:
-            pass
-        os.close(item.directory)
-
-
-def _keep_previous(item: Staged) -> str | None:
-    """A second name for the file ``item`` replaces, so a failed install can put it back."""
-    backup = f"{item.temporary}.previous"
-    try:
-        os.link(item.final, backup, src_dir_fd=item.directory, dst_dir_fd=item.directory, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-    return backup
-
-
-def _commit(staged: list[Staged]) -> None:
-    """Rename every staged file into place; on a failure, put back what was there."""
-    previous: list[str | None] = []
-    renamed: list[Staged] = []
-    try:
-        for item in staged:
-            previous.append(_keep_previous(item))
-        for item in staged:
-            os.replace(item.temporary, item.final, src_dir_fd=item.directory, dst_dir_fd=item.directory)
-            renamed.append(item)
-    except BaseException:
-        for item, backup in zip(renamed, previous):
-            if backup is None:
-                os.unlink(item.final, dir_fd=item.directory)
-            else:
-                os.replace(backup, item.final, src_dir_fd=item.directory, dst_dir_fd=item.directory)
-        raise
-    finally:
-        for item, backup in zip(staged, previous):
-            if backup is not None:
-                try:
-                    os.unlink(backup, dir_fd=item.directory)
-                except FileNotFoundError:
-                    pass
-    for item in staged:
-        os.fsync(item.directory)
-    for item in staged:
-        os.close(item.directory)
-
-
 def write_all_or_nothing(files_to_write: list[tuple[Path, bytes, int]]) -> list[Path]:
-    """Stage every file, then rename them all; on any error, none is renamed."""
-    staged: list[Staged] = []
-    try:
-        for path, content, mode in files_to_write:
-            staged.append(_stage(path, content, mode))
-    except BaseException:
-        _discard(staged)
-        raise
-    try:
-        _commit(staged)
-    except BaseException:
-        _discard(staged)  # renamed ones are gone from their temporary names already
-        raise
+    """Every file written, or none (:func:`cni_render.host.durable.replace_files`)."""
+    durable.replace_files([(str(path), content, mode) for path, content, mode in files_to_write])
     return [path for path, _, _ in files_to_write]
 
 

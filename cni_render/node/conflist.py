@@ -10,11 +10,11 @@ per family, the MTU of the node's uplink unless the settings fix one, and
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any, Sequence
 
 from cni_render.cni.spec import CURRENT_VERSION
+from cni_render.node.nodeinfo import Network
 
 NETWORK_NAME = "cni-render"
 CONFLIST_VERSION = "1.0.0"  # what containerd 1.6's libcni reads; newer ones pick from cniVersions
@@ -31,7 +31,7 @@ class NoPodCidr(ValueError):
 
 def build_conflist(
     node: str,
-    pod_cidrs: Sequence[str],
+    pod_networks: Sequence[Network],
     *,
     mtu: int,
     mode: str,
@@ -39,7 +39,7 @@ def build_conflist(
     portmap: bool,
 ) -> dict[str, Any]:
     """The conflist document; NoPodCidr when the node has no usable pod CIDR."""
-    networks = _networks(pod_cidrs)
+    networks = _first_per_family(pod_networks)
     if not networks:
         raise NoPodCidr(NO_POD_CIDR.format(node=node))
     default_routes = {4: "0.0.0.0/0", 6: "::/0"}
@@ -66,14 +66,10 @@ def build_conflist(
     }
 
 
-def _networks(pod_cidrs: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _first_per_family(pod_networks: Sequence[Network]) -> list[Network]:
     """One network per family (the first of each), IPv4 first."""
-    chosen: dict[int, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
-    for cidr in pod_cidrs:
-        try:
-            network = ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            continue
+    chosen: dict[int, Network] = {}
+    for network in pod_networks:
         chosen.setdefault(network.version, network)
     return [chosen[version] for version in sorted(chosen)]
 

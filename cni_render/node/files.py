@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 
 # One implementation of crash-consistent writes for the plugin and the agent.
-from cni_render.host.durable import remove_file, sync_directory
+from cni_render.host.durable import remove_file, replace_symlink, sync_directory
 from cni_render.host.durable import replace_file as write_atomically
 
-__all__ = ["read_bytes", "remove_file", "sync_directory", "write_atomically", "write_if_changed"]
+__all__ = ["read_bytes", "remove_file", "replace_symlink", "sync_directory", "write_atomically", "write_if_changed"]
 
 
 def read_bytes(path: str) -> bytes | None:

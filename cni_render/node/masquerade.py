@@ -25,7 +25,7 @@ def cluster_networks(nodes: Iterable[NodeInfo], cluster_cidrs: Iterable[str]) ->
     """{4: [...], 6: [...]}: every pod CIDR and cluster CIDR, collapsed per family."""
     networks: dict[int, list[Any]] = {4: [], 6: []}
     for node in nodes:
-        for network in node.networks():
+        for network in node.pod_networks:
             networks[network.version].append(network)
     for cidr in cluster_cidrs:
         network = ipaddress.ip_network(cidr, strict=False)

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence, Union
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
+    """The valid CIDRs as networks (an invalid one is left out)."""
+    found = []
+    for cidr in cidrs:
+        try:
+            found.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            continue
+    return tuple(found)
 
 
 @dataclass(frozen=True)
 class NodeInfo:
+    """A Node's name, pod CIDRs (as the API gave them, and parsed once, here)
+    and InternalIPs."""
+
     name: str
     pod_cidrs: tuple[str, ...] = ()
     internal_ips: tuple[str, ...] = ()
+    pod_networks: tuple[Network, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pod_networks", parse_networks(self.pod_cidrs))
 
     def internal_ip(self, version: int) -> str | None:
         """The node's first InternalIP of IP ``version`` (4 or 6)."""
@@ -22,17 +42,6 @@ class NodeInfo:
             except ValueError:
                 continue
         return None
-
-    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        """The valid pod CIDRs as networks (an invalid one is left out)."""
-        found = []
-        for cidr in self.pod_cidrs:
-            try:
-                found.append(ipaddress.ip_network(cidr, strict=False))
-            except ValueError:
-                continue
-        return found
-
 
 def node_from_dict(node: Mapping[str, Any]) -> NodeInfo:
     """A NodeInfo from a Node in its JSON form (``kubectl get node -o json``,

@@ -33,7 +33,7 @@ EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()[:16]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Activation:
     """What became of a ConfigMap's templates."""
 
     digest: str
@@ -93,26 +93,26 @@ class TemplateOverrides:
         if self.current_digest() is None:
             self._activate(self._write_version(EMPTY_DIGEST, {}))
 
-    def apply(self, templates: Mapping[str, str], conflist: Mapping[str, Any]) -> Outcome:
+    def apply(self, templates: Mapping[str, str], conflist: Mapping[str, Any]) -> Activation:
         """Check ``templates`` against ``conflist`` and make them active if they pass."""
         digest = digest_of(templates)
         if digest == self.current_digest():
-            return Outcome(digest, changed=False)
+            return Activation(digest, changed=False)
         problems = name_problems(templates)
         if problems:
-            return Outcome(digest, changed=False, problems=tuple(problems))
+            return Activation(digest, changed=False, problems=tuple(problems))
         staging = self._write_version(f".staging-{digest}", templates)
         try:
             problems = self._check(staging, conflist)
             if problems:
-                return Outcome(digest, changed=False, problems=tuple(problems))
+                return Activation(digest, changed=False, problems=tuple(problems))
             final = os.path.join(self.versions, digest)
             shutil.rmtree(final, ignore_errors=True)
             os.rename(staging, final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self._activate(final)
-        return Outcome(digest, changed=True)
+        return Activation(digest, changed=True)
 
     def _check(self, staging: str, conflist: Mapping[str, Any]) -> list[str]:
         problems = self.validator(conflist, staging)
@@ -144,12 +144,7 @@ class TemplateOverrides:
         previous = self.current_digest()
         if os.path.isdir(self.active) and not os.path.islink(self.active):
             os.rename(self.active, os.path.join(self.versions, f".replaced-{time.time_ns()}"))
-        link = f"{self.active}.{os.getpid()}.tmp"
-        if os.path.lexists(link):
-            os.unlink(link)
-        os.symlink(os.path.relpath(directory, os.path.dirname(self.active)), link)
-        os.replace(link, self.active)
-        files.sync_directory(os.path.dirname(self.active))
+        files.replace_symlink(self.active, os.path.relpath(directory, os.path.dirname(self.active)))
         # the previous version stays one more round: a call may be reading it
         self._prune(keep={os.path.basename(directory), previous or ""})
 

@@ -63,7 +63,7 @@ def desired_routes(own: str, nodes: Iterable[NodeInfo], not_on_link: OnLink) -> 
     for node in sorted(nodes, key=lambda n: n.name):
         if node.name == own:
             continue
-        for network in node.networks():
+        for network in node.pod_networks:
             via = node.internal_ip(network.version)
             if via is None:
                 warnings.append(

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from cni_render.node.conflist import NoPodCidr, build_conflist, conflist_bytes
 from cni_render.node.masquerade import cluster_networks, render_masquerade
-from cni_render.node.nodeinfo import NodeInfo
+from cni_render.node.nodeinfo import NodeInfo, parse_networks
 from cni_render.node.routes import CurrentRoute, OnLink, RoutePlan, plan_routes, render_routes
 from cni_render.node.settings import Settings
 
@@ -67,7 +67,7 @@ def node_conflist(node: NodeInfo, settings: Settings, facts: NodeFacts, sample: 
     sample CIDRs stand in, for checking templates)."""
     return build_conflist(
         node.name,
-        node.pod_cidrs or (SAMPLE_POD_CIDRS if sample else ()),
+        node.pod_networks or (parse_networks(SAMPLE_POD_CIDRS) if sample else ()),
         mtu=settings.mtu or facts.uplink_mtu,
         mode=settings.mode,
         template_dir=facts.template_dir,

@@ -16,9 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
-from test_netns_delegated_ipam import host_local, spy_plugin
-
 from cni_render.datapath.naming import host_ifname
+from delegates import host_local, spy_plugin
 from throwaway import Node, Pod, host_interface, pod_addresses
 
 VALID = "cni.dev/valid-attachments"

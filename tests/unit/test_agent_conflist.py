@@ -10,7 +10,7 @@ import pytest
 
 from cni_render.node import files
 from cni_render.node.conflist import NoPodCidr, build_conflist, conflist_bytes, plugin_config
-from cni_render.node.nodeinfo import NodeInfo
+from cni_render.node.nodeinfo import NodeInfo, parse_networks
 from cni_render.node.settings import Settings
 from cni_render.node.state import NodeFacts, node_conflist
 
@@ -20,7 +20,7 @@ TEMPLATES = "/run/cni-render/templates"
 def build(cidrs, **overrides):
     arguments = dict(mtu=1500, mode="routed", template_dir=TEMPLATES, portmap=False)
     arguments.update(overrides)
-    return build_conflist("node-a", cidrs, **arguments)
+    return build_conflist("node-a", parse_networks(cidrs), **arguments)
 
 
 def test_one_family_gives_one_range_set_and_its_default_route():

@@ -9,6 +9,7 @@ import urllib.request
 from cni_render.fastpath import daemon
 from cni_render.node.conflist import build_conflist
 from cni_render.node.metrics import IpamCollector, Metrics, ipam_usage, serve_metrics
+from cni_render.node.nodeinfo import parse_networks
 
 
 def daemon_line(command, exit_code, seconds, container="c0ffee", ifname="eth0"):
@@ -42,7 +43,7 @@ def test_a_cni_error_code_in_the_line_is_the_code_label():
 
 
 def test_addresses_in_use_and_free_per_range(tmp_path):
-    document = build_conflist("a", ["10.244.1.0/24", "fd00:10:244:1::/120"], mtu=1500, mode="routed",
+    document = build_conflist("a", parse_networks(["10.244.1.0/24", "fd00:10:244:1::/120"]), mtu=1500, mode="routed",
                               template_dir="/x", portmap=False)
     store = tmp_path / "cni-render"
     store.mkdir()

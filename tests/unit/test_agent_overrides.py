@@ -9,6 +9,7 @@ import pytest
 
 from cni_render.datapath.render import Renderer
 from cni_render.node.conflist import build_conflist
+from cni_render.node.nodeinfo import parse_networks
 from cni_render.node.overrides import TemplateOverrides
 
 GOOD = {"add-host.ip.j2": '{% include "builtin/add-host.ip.j2" %}\nlink set dev {{ host.ifname }} txqueuelen 10000\n'}
@@ -25,7 +26,7 @@ def overrides(tmp_path):
 
 
 def conflist(overrides, mode="routed"):
-    return build_conflist("node-a", ["10.244.1.0/24", "fd00:10:244:1::/64"], mtu=1500, mode=mode,
+    return build_conflist("node-a", parse_networks(["10.244.1.0/24", "fd00:10:244:1::/64"]), mtu=1500, mode=mode,
                           template_dir=overrides.active, portmap=False)
 
 

@@ -10,8 +10,9 @@ import pytest
 from cni_render.cni import config as config_module
 from cni_render.cni.errors import CniError, TemplateError
 from cni_render.cni.request import parse_cni_args, parse_request
+from cni_render.datapath.environment import batch_token
 from cni_render.datapath.preview import preview, request_for
-from cni_render.datapath.render import Renderer, batch_token, parse_sysctls
+from cni_render.datapath.render import Renderer, parse_sysctls
 
 PAYLOADS = [
     "x\nlink del dev eth0",
