@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cni_render.fastpath.daemon import memory_pss_kib
+from cni_render.host.procfs import memory_pss_kib
 
 BIN_DIR = Path(sys.executable).parent
 REFERENCE = "/usr/lib/cni"

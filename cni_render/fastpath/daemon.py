@@ -51,6 +51,7 @@ from cni_render.fastpath.wire import (
     error_document,
     identity,
 )
+from cni_render.host.procfs import memory_pss_kib
 
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)  # Linux 6.5+
@@ -606,18 +607,6 @@ def worker_count(requested: int = 0) -> int:
     if requested > 0:
         return min(requested, MAX_WORKERS)
     return max(2, min(os.cpu_count() or 2, DEFAULT_WORKERS))
-
-
-def memory_pss_kib(pids: list[int]) -> int:
-    """Proportional set size of these processes together, in KiB."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as rollup:
-                total += sum(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
 
 
 def _start_worker(listener: socket.socket, stop_seconds: float) -> int:

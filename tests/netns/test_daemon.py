@@ -26,6 +26,7 @@ from cni_render.commands import attachment_lock_path
 from cni_render.fastpath import daemon
 from cni_render.fastpath.client import version_reply
 from cni_render.host.locking import file_lock
+from cni_render.host.procfs import memory_pss_kib
 from daemon_helpers import daemon_master, start_daemon, wait_for
 from throwaway import PLUGIN, Node, run
 
@@ -408,7 +409,7 @@ def test_the_daemon_reports_its_memory(launcher_dir, netns_ok):
         node.cni("ADD", node.config(), pod).ok()
         master = daemon_master(node)
         pids = [master, *map(int, run(["pgrep", "-P", str(master)]).stdout.split())]
-        total = daemon.memory_pss_kib(pids)
+        total = memory_pss_kib(pids)
         assert 0 < total < 64 * 1024
         wait_for(lambda: "MiB PSS in" in node.daemon_log(), 10, "no memory report")
     finally:
