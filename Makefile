@@ -6,17 +6,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-DEBIAN_PACKAGES := iproute2 util-linux nftables curl busybox-static python3-venv time gcc libc6-dev \
-	containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc
+# Every Debian package anything here uses: the tests and the demo, the real
+# clients (podman, libcni), the local cluster (containerd, buildah, debootstrap,
+# ...) and its lint (shellcheck). `make deps` installs what is missing; .ci/run
+# calls it.
+PACKAGES := iproute2 util-linux nftables iptables conntrack curl netcat-openbsd openssl file \
+	busybox-static python3 python3-venv time gcc libc6-dev \
+	containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc conmon \
+	containerd buildah debootstrap shellcheck
 
 .PHONY: all deps venv install demo test bench distclean update-golden cni uninstall-cni \
-	cluster-deps cluster daemonset smoke clean down e2e conformance
+	cluster daemonset smoke clean down e2e conformance
 
 all: test
 
-# System packages the tests and the demo use (skipped when all are present).
+# The Debian packages (skipped when all are present).
 deps:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -75,44 +81,17 @@ distclean:
 # --- Kubernetes ---------------------------------------------------------------
 # The seed's flow on a real multi-node cluster: `make cluster daemonset smoke`
 # prints "It works!" for pods on every node; `make clean` removes the test pods
-# and uninstalls cni-render; `make down` removes the cluster. With Docker and
-# kind present they drive kind (kind.yaml); otherwise the local cluster in
-# cluster/ (nodes are namespaces on this machine, Kubernetes built from source).
+# and uninstalls cni-render; `make down` removes the cluster. The scripts in
+# cluster/ drive a provider (cluster/lib/env.sh): kind (kind.yaml) where kind
+# and a Docker engine answer, otherwise the local cluster (nodes are namespaces
+# on this machine, Kubernetes built from source); CLUSTER_PROVIDER=local|kind
+# chooses.
 NODES    ?= 3
 IPFAMILY ?= ipv4
-KIND     := $(shell command -v kind >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo kind)
-VERSION  := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' cni_render/__init__.py)
-IMAGE    := localhost/cni-render:$(VERSION)
-CLUSTER_PACKAGES := containerd runc buildah debootstrap nftables iptables conntrack curl netcat-openbsd openssl \
-	busybox-static util-linux iproute2 gcc libc6-dev containernetworking-plugins python3 file
 
-cluster-deps:
-	@missing=$$(for p in $(CLUSTER_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
-
-ifeq ($(KIND),kind)
-cluster:
-	kind create cluster --config kind.yaml --name cni-render
-daemonset:
-	docker build -t $(IMAGE) .
-	kind load docker-image $(IMAGE) --name cni-render
-	kubectl apply -f deploy/cni-render.yaml
-	kubectl -n kube-system rollout status ds/cni-render --timeout=300s
-	kubectl wait --for=condition=Ready node --all --timeout=300s
-smoke:
-	KUBECTL=kubectl NODE_EXEC="docker exec" SMOKE_IMAGE=$${SMOKE_IMAGE:-docker.io/library/httpd:2} cluster/smoke.sh
-clean:
-	-kubectl delete pod -l app=cni-render-smoke --wait=false
-	-kubectl apply -f deploy/uninstall.yaml
-down:
-	kind delete cluster --name cni-render
-else
-cluster: cluster-deps
+cluster: deps
 	NODES=$(NODES) IPFAMILY=$(IPFAMILY) cluster/up.sh
-daemonset: cluster-deps
+daemonset: deps
 	cluster/daemonset.sh
 smoke:
 	cluster/smoke.sh
@@ -120,27 +99,27 @@ clean:
 	cluster/uninstall.sh
 down:
 	cluster/down.sh
-endif
 
-# The end-to-end suite on a fresh dual-stack local cluster: up, daemonset, the
-# suite, and down also when it fails (logs of every component stay in
-# .cluster/logs).
+# The end-to-end suite on a fresh dual-stack cluster: up, daemonset, the suite,
+# the logs of every component into .cluster/logs when it fails, and down also
+# then.
 E2E_NODES    ?= 3
 E2E_IPFAMILY ?= dual
-e2e: deps install cluster-deps
+e2e: deps install
 	@cluster/down.sh >/dev/null 2>&1 || true
 	rm -rf .cluster/logs
 	status=0; \
 	{ NODES=$(E2E_NODES) IPFAMILY=$(E2E_IPFAMILY) cluster/up.sh && cluster/daemonset.sh && \
 	  $(BIN)/pytest -p no:cacheprovider tests/e2e; } || status=$$?; \
+	if [ $$status -ne 0 ]; then cluster/logs.sh || true; fi; \
 	cluster/down.sh || status=1; \
 	if [ $$status -ne 0 ]; then echo "e2e failed; component logs are in .cluster/logs"; fi; \
 	exit $$status
 
 # Kubernetes' own [sig-network] conformance tests that need no cloud (Granular
-# Checks, Services, Proxy, HostPort) on the local cluster, brought up with the
+# Checks, Services, Proxy, HostPort) on the cluster, brought up with the
 # DaemonSet if it is not (cluster/conformance.sh says what is left out and why).
-conformance: cluster-deps
+conformance: deps
 	@test -f .cluster/cluster.env || NODES=$(NODES) IPFAMILY=$(IPFAMILY) cluster/up.sh
 	@cluster/kubectl -n kube-system get ds cni-render >/dev/null 2>&1 || cluster/daemonset.sh
 	cluster/conformance.sh

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries from source, pinned in cluster/versions.env
 # and cluster/build/*/go.{mod,sum}: Kubernetes (kube-apiserver, -controller-manager,
-# -scheduler, kubelet, kube-proxy, kubectl, the e2e test binary, agnhost), etcd, and
-# the pause program, and CoreDNS for the cluster's DNS. The output lives in a per-machine cache keyed by those pins,
-# outside the checkout, so a second run and CI's fresh clone rebuild nothing; Go's
-# own module and build caches stay in their usual places.
+# -scheduler, kubelet, kube-proxy, kubectl, the e2e test binary, agnhost), etcd,
+# CoreDNS for the cluster's DNS, and the pause program. The output lives in a
+# per-machine cache keyed by those pins (cluster_bin_dir in lib/env.sh), outside
+# the checkout, so a second run and CI's fresh clone rebuild nothing; Go's own
+# module and build caches stay in their usual places.
 #
 #   cluster/build.sh          # prints the bin directory on its last line
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-. "$here/versions.env"
-. "$here/lib/common.sh"
+# shellcheck source=lib/env.sh
+. "$(dirname "$0")/lib/env.sh"
+here=$CLUSTER_SRC
 
 need_go
 bin=$(cluster_bin_dir)

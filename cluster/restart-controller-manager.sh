@@ -4,13 +4,11 @@
 # back to normal). The end-to-end suite leaves out node-ipam-controller to let a
 # node join without a pod CIDR.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-. "$here/versions.env"
-. "$here/lib/common.sh"
-. "$here/lib/pki.sh"
-. "$here/lib/controlplane.sh"
-[ -f "$STATE/cluster.env" ] || die "no cluster: run make cluster first"
-. "$STATE/cluster.env"
+# shellcheck source=lib/env.sh
+. "$(dirname "$0")/lib/env.sh"
+need_provider local
+need_cluster
+
 pid=$(cat "$STATE/pids/kube-controller-manager")
 kill "$pid" 2>/dev/null || true
 for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -34,8 +34,7 @@ attach_to_underlay() {
 external_host_up() {
     local www=$STATE/external
     mkdir -p "$www/cgi-bin"
-    printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%%s\\n" "$REMOTE_ADDR"\n' > "$www/cgi-bin/whoami"
-    chmod +x "$www/cgi-bin/whoami"
+    install -m 0755 "$CONFIG/whoami.cgi" "$www/cgi-bin/whoami"
     echo "outside the cluster" > "$www/index.html"
     spawn external-httpd "${CGROUP_PREFIX}control" \
         nsenter --net="/run/netns/$EXTERNAL_NS" /bin/busybox httpd -f -p 80 -h "$www"

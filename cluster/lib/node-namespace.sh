@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Runs as the anchor of a node's mount + UTS namespace (started by node_up with
 # `unshare --mount --uts --propagation slave`): mounts the node's own
 # directories over the machine's, hides Python, then becomes the pause process

@@ -31,7 +31,7 @@ node_up() {
         if [ ! -d "$m" ]; then mkdir -p "$m"; echo "$m" >> "$STATE/created-dirs"; fi
         mkdir -p "$dir/root$m"
     done
-    for p in $REFERENCE_PLUGINS; do cp /usr/lib/cni/$p "$dir/root/opt/cni/bin/"; done
+    for p in $REFERENCE_PLUGINS; do cp "/usr/lib/cni/$p" "$dir/root/opt/cni/bin/"; done
     [ -f "$dir/machine-id" ] || od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$dir/machine-id"
     printf 'nameserver %s\n' "$V4_UNDERLAY.1" > "$dir/resolv.conf"
 
@@ -45,18 +45,15 @@ node_up() {
     spawn "$name-anchor" "$group/daemons" nsenter --net="/run/netns/$ns" \
         unshare --mount --uts --propagation slave -- \
         /bin/bash "$CLUSTER_SRC/lib/node-namespace.sh" "$name" "$dir" "$bin/pause" "$NODE_MOUNTS"
-    echo "$(cat "$STATE/pids/$name-anchor")" > "$dir/anchor.pid"
+    cp "$STATE/pids/$name-anchor" "$dir/anchor.pid"
     wait_for 20 "$name's namespaces" test -f "$dir/namespace-ready"
 
-    node_config "$i" "$bin"
+    node_config "$i"
     spawn "$name-containerd" "$group/daemons" nsenter --target "$(anchor_pid "$name")" --mount --uts --net \
         containerd --config "$dir/containerd.toml"
     wait_for 60 "$name's containerd" in_node "$name" ctr --address /run/containerd/containerd.sock version
     local image
-    for image in pause testimg busybox agnhost coredns; do
-        in_node "$name" ctr --address /run/containerd/containerd.sock -n k8s.io images import \
-            "$CACHE_ROOT/images/$image.tar" >/dev/null || die "importing the $image image into $name failed"
-    done
+    for image in $CLUSTER_IMAGES; do node_import "$name" "$IMAGES/$image.tar"; done
     kubelet_start "$i" "$bin"
     spawn "$name-kube-proxy" "$group/daemons" nsenter --target "$(anchor_pid "$name")" --mount --uts --net \
         "$bin/kube-proxy" --config="$dir/kube-proxy.yaml" --v=1
@@ -70,87 +67,32 @@ kubelet_start() {  # node number, bin dir
         --hostname-override="$name" --node-ip="$(join_families "$(node_v4 "$1")" "$(node_v6 "$1")")" --v=1
 }
 
+# node_config N: the node's containerd, kubelet and kube-proxy configurations,
+# rendered from cluster/config/*.in.
+# shellcheck disable=SC2034  # render reads the locals by name
 node_config() {
-    local i=$1 bin=$2
-    local name dir
-    name=$(node_name "$i"); dir=$(node_dir "$name")
-    cat > "$dir/containerd.toml" <<TOML
-version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp"]
-[grpc]
-  address = "/run/containerd/containerd.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "/var/lib/containerd/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$PAUSE_IMAGE"
-  restrict_oom_score_adj = true
-  disable_apparmor = true
-  tolerate_missing_hugetlb_controller = true
-  disable_hugetlb_controller = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        BinaryName = "/usr/sbin/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/opt/cni/bin"
-    conf_dir = "/etc/cni/net.d"
-TOML
-    cat > "$dir/kubelet.yaml" <<YAML
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: "$PKI/ca.crt"}
-authorization: {mode: Webhook}
-containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
-cgroupDriver: cgroupfs
-cgroupRoot: /${CGROUP_PREFIX}$name
-failSwapOn: false
-failCgroupV1: false
-resolvConf: "$dir/resolv.conf"
-clusterDomain: cluster.local
-clusterDNS: [$(if has_v4; then echo 10.96.0.10; else echo fd00:10:96::a; fi)]
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "100Mi", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
-serializeImagePulls: false
-port: 10250
-healthzPort: 0
-readOnlyPort: 0
-rotateCertificates: false
-serverTLSBootstrap: false
-YAML
-    local mode=nftables
-    cat > "$dir/kube-proxy.yaml" <<YAML
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection: {kubeconfig: "$STATE/kube-proxy.kubeconfig"}
-hostnameOverride: $name
-mode: $mode
-clusterCIDR: "$(join_families "$V4_PODS" "$V6_PODS")"
-conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-healthzBindAddress: "0.0.0.0:10256"
-metricsBindAddress: "127.0.0.1:10249"
-YAML
+    local NODE_NAME NODE_DIR NODE_CGROUP POD_CIDRS DNS_IP
+    NODE_NAME=$(node_name "$1"); NODE_DIR=$(node_dir "$NODE_NAME")
+    NODE_CGROUP=${CGROUP_PREFIX}$NODE_NAME
+    POD_CIDRS=$(join_families "$V4_PODS" "$V6_PODS")
+    DNS_IP=$(join_families "$V4_DNS" "$V6_DNS"); DNS_IP=${DNS_IP%%,*}   # IPv4 first where there is IPv4
+    render "$CONFIG/containerd.toml.in" PAUSE_IMAGE > "$NODE_DIR/containerd.toml"
+    render "$CONFIG/kubelet.yaml.in" PKI NODE_CGROUP NODE_DIR DNS_IP > "$NODE_DIR/kubelet.yaml"
+    render "$CONFIG/kube-proxy.yaml.in" STATE NODE_NAME POD_CIDRS > "$NODE_DIR/kube-proxy.yaml"
+}
+
+# node_import NAME ARCHIVE: a docker-archive into the node's containerd.
+node_import() {
+    in_node "$1" ctr --address /run/containerd/containerd.sock -n k8s.io images import "$2" >/dev/null \
+        || die "importing $2 into $1 failed"
 }
 
 # load_image ARCHIVE: import a docker-archive into every running node's
-# containerd, where it is not there yet (what `kind load docker-image` does).
+# containerd (what `kind load image-archive` does).
 load_image() {
-    local archive=$1 dir name
+    local dir name
     for dir in "$STATE"/nodes/*/; do
         name=$(basename "$dir")
-        node_alive "$name" || continue
-        in_node "$name" ctr --address /run/containerd/containerd.sock -n k8s.io images import \
-            "$archive" >/dev/null || die "importing $archive into $name failed"
+        if node_alive "$name"; then node_import "$name" "$1"; fi
     done
 }

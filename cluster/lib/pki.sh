@@ -35,26 +35,17 @@ pki_cert() {
 }
 
 # pki_kubeconfig FILE CERTNAME: a kubeconfig for the apiserver with a client certificate.
+# shellcheck disable=SC2034  # render reads the locals by name
 pki_kubeconfig() {
-    local file=$1 name=$2
-    cat > "$file" <<KUBECONFIG
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: $(api_url)
-    certificate-authority: $PKI/ca.crt
-users:
-- name: $name
-  user:
-    client-certificate: $PKI/$name.crt
-    client-key: $PKI/$name.key
-contexts:
-- name: local
-  context: {cluster: local, user: $name}
-current-context: local
-KUBECONFIG
+    local API_URL CERT_NAME=$2
+    API_URL=$(api_url)
+    render "$CONFIG/kubeconfig.in" API_URL PKI CERT_NAME > "$1"
+}
+
+# pki_node NAME: the kubelet's certificate and kubeconfig for node NAME.
+pki_node() {
+    pki_cert "kubelet-$1" "system:node:$1" system:nodes
+    pki_kubeconfig "$STATE/kubelet-$1.kubeconfig" "kubelet-$1"
 }
 
 pki_all() {
@@ -72,8 +63,5 @@ pki_all() {
     pki_kubeconfig "$STATE/scheduler.kubeconfig" scheduler
     pki_kubeconfig "$STATE/kube-proxy.kubeconfig" kube-proxy
     local i
-    for i in $(seq "$NODES"); do
-        pki_cert "kubelet-$(node_name "$i")" "system:node:$(node_name "$i")" system:nodes
-        pki_kubeconfig "$STATE/kubelet-$(node_name "$i").kubeconfig" "kubelet-$(node_name "$i")"
-    done
+    for i in $(seq "$NODES"); do pki_node "$(node_name "$i")"; done
 }

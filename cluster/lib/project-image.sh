@@ -6,11 +6,10 @@
 #   localhost/cni-render:<version>       FROM those, by `buildah bud`
 # Prints the archive's path. Bases are made once per machine.
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-. "$here/versions.env"
-. "$here/lib/common.sh"
+# shellcheck source=env.sh
+. "$(dirname "$0")/env.sh"
 
-images=$CACHE_ROOT/images
+images=$IMAGES
 mkdir -p "$images"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 RUNTIME_PACKAGES=python3,iproute2,nftables,ca-certificates
@@ -42,9 +41,8 @@ base_image() {  # name packages
     rm -rf "$root"
 }
 
-version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$REPO/cni_render/__init__.py")
+version=$PROJECT_VERSION tag=$PROJECT_IMAGE
 [ -n "$version" ] || die "no __version__ in cni_render/__init__.py"
-tag=localhost/cni-render:$version
 # The archive is keyed by everything the image is built from.
 key=$(cd "$REPO" && git ls-files -z Dockerfile requirements.lock setup.cfg pyproject.toml README.md \
         cni_render templates schemas 2>/dev/null | xargs -0 cat | sha256sum | cut -c1-16)
@@ -58,7 +56,7 @@ base_image localhost/cni-render-base:bookworm "$RUNTIME_PACKAGES"
 base_image localhost/cni-render-build:bookworm "$BUILD_PACKAGES"
 log "building $tag from the Dockerfile"
 secret=()   # this machine's CA bundle for pip (a TLS-intercepting proxy may sit in front of PyPI)
-[ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt)
+[ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret "id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt")
 buildah bud --quiet --network host --isolation chroot --layers=false "${secret[@]}" \
     --build-arg BASE_IMAGE=localhost/cni-render-base:bookworm \
     --build-arg BUILD_IMAGE=localhost/cni-render-build:bookworm \
