@@ -1,6 +1,8 @@
-"""The end-to-end suite runs against the local cluster that `make e2e` brings
-up (cluster/up.sh + cluster/daemonset.sh). Without a running cluster it fails:
-it never skips."""
+"""The end-to-end suite runs against the cluster that `make e2e` brings up
+(cluster/up.sh + cluster/daemonset.sh). Without a running cluster it fails: it
+never skips. A test marked ``last`` (the uninstall, which takes cni-render away
+and puts it back) runs after every other, whatever the files are called and
+whichever are selected."""
 
 from __future__ import annotations
 
@@ -9,6 +11,14 @@ from typing import Iterator
 import pytest
 
 from cluster import NAMESPACE, STATE, kubectl, nodes
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "last: run after every other end-to-end test")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session", autouse=True)

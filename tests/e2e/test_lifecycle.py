@@ -15,6 +15,7 @@ from cluster import (
     apply,
     delete_pods,
     eventually,
+    families,
     kube_json,
     kubectl,
     node_names,
@@ -59,14 +60,17 @@ def nothing_left(node: str, ips: list[str], link: str) -> bool:
 
 
 def test_rolling_restart_during_pod_creation_ends_with_every_pod_running() -> None:
+    """Pods created while the DaemonSet restarts all run, and none of their
+    sandboxes had to be retried: the shim waits for the restarting daemon."""
     nodes = node_names()
     created: list[str] = []
     stop = threading.Event()
+    prefix = unique("roll")
 
     def create() -> None:
         i = 0
         while not stop.is_set() and i < 30:
-            name = f"roll-{i}"
+            name = f"{prefix}-{i}"
             apply(pod_manifest(name, nodes[i % len(nodes)], labels={"app": "roll"}))
             created.append(name)
             i += 1
@@ -82,41 +86,43 @@ def test_rolling_restart_during_pod_creation_ends_with_every_pod_running() -> No
         stop.set()
         creator.join()
     try:
+        assert len(created) >= 5, f"only {len(created)} pods were created during the restart"
         wait_running(created, timeout=300)
         events = kube_json("-n", NAMESPACE, "get", "events", "--field-selector", "reason=FailedCreatePodSandBox")
-        retried = len(events["items"])
-        print(f"{len(created)} pods created during a rolling restart; {retried} sandbox creations retried")
+        retried = [e for e in events["items"] if e["involvedObject"]["name"] in created]
+        assert retried == [], [f"{e['involvedObject']['name']}: {e['message']}" for e in retried]
     finally:
         delete_pods(*created)
 
 
 def test_a_deleted_nodes_routes_leave_every_other_node() -> None:
-    """A Node object with an on-link InternalIP gets a pod CIDR from the controller
-    manager; every node routes it via that address; deleting it removes them."""
+    """A Node object with an on-link InternalIP in each of the cluster's families
+    gets pod CIDRs from the controller manager; every node routes each via the
+    address of its family; deleting the Node removes those routes."""
     name = unique("ghost")
-    address = "10.200.0.99"
+    addresses = {4: "10.200.0.99", 6: "fd00:200::99"}
+    wanted = {family: addresses[family] for family in families()}
     node = {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": name, "labels": {"e2e": "cni-render"}},
         "spec": {"unschedulable": True, "taints": [{"key": "e2e/ghost", "effect": "NoExecute"}]},
     }
+    real_nodes = node_names()
     kubectl("create", "-f", "-", input=json.dumps(node))
     try:
-        status = {"status": {"addresses": [{"type": "InternalIP", "address": address}]}}
+        status = {"status": {"addresses": [{"type": "InternalIP", "address": a} for a in wanted.values()]}}
         kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps(status))
         cidrs = eventually(f"{name} to get a pod CIDR", lambda: kube_json("get", "node", name)["spec"]["podCIDRs"])
-        v4 = [c for c in cidrs if ipaddress.ip_network(c).version == 4]
-        for real in node_names():
-            if real == name:
-                continue
-            eventually(f"{real} to route {v4} via {address}",
-                       lambda: all(f"{c} via {address}" in agent_routes(real) for c in v4), timeout=60)
+        routes = [f"{c} via {wanted[ipaddress.ip_network(c).version]}" for c in cidrs]
+        assert sorted({ipaddress.ip_network(c).version for c in cidrs}) == sorted(wanted), cidrs
+        for real in real_nodes:
+            eventually(f"{real} to route {routes}", lambda: all(r in agent_routes(real) for r in routes), timeout=60)
     finally:
         kubectl("delete", "node", name, "--wait=true")
-    for real in node_names():
-        eventually(f"{real} to drop the route to {name}'s pod CIDR",
-                   lambda: address not in agent_routes(real), timeout=60)
+    for real in real_nodes:
+        eventually(f"{real} to drop the routes to {name}'s pod CIDRs",
+                   lambda: not any(f"via {a} " in agent_routes(real) for a in wanted.values()), timeout=60)
 
 
 def test_a_node_without_a_pod_cidr_gets_an_event_and_no_conflist_until_it_has_one() -> None:

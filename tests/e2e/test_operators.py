@@ -1,11 +1,16 @@
 """Operators change the datapath with kubectl: a template override in the
-ConfigMap reaches new pods on every node without restarting anything; a broken
-one is refused (an Event naming file and line) and the last good set keeps
-serving; `cni-render render` and `status` work through `kubectl exec`."""
+ConfigMap reaches new pods on every node without restarting anything (a new
+TemplatesReloaded Event from every node); a broken one is refused (a new
+TemplatesRefused Event from every node naming file, line and the set that
+keeps serving) and the last good set keeps serving; through `kubectl exec`,
+`cni-render status` lists a new pod with its node end and `cni-render node
+render` shows the routes to every other node's pod CIDRs."""
 
 from __future__ import annotations
 
 import json
+import re
+from typing import Any, Iterator
 
 import pytest
 
@@ -13,10 +18,14 @@ from cluster import (
     apply,
     delete_pods,
     eventually,
+    families,
     kube_json,
     kubectl,
+    node_ip,
     node_names,
+    nodes,
     on_node,
+    pod_cidrs,
     pod_ips,
     pod_manifest,
     unique,
@@ -50,38 +59,101 @@ def qlen_of_new_pods() -> dict[str, int]:
         delete_pods(*names)
 
 
-def reload_events(reason: str) -> list[dict]:
-    return [e for e in kube_json("get", "events", "-A", "--field-selector", f"reason={reason}")["items"]]
+def events(reason: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kube_json("get", "events", "-A", "--field-selector", f"reason={reason}")["items"]
+    return items
+
+
+def uids(reason: str) -> set[str]:
+    return {e["metadata"]["uid"] for e in events(reason)}
+
+
+def one_new_event_per_node(reason: str, before: set[str]) -> dict[str, dict[str, Any]]:
+    """The Events of ``reason`` posted since ``before`` (their UIDs), by node;
+    every node's, or an AssertionError naming the nodes still missing."""
+    fresh = {e["involvedObject"]["name"]: e for e in events(reason) if e["metadata"]["uid"] not in before}
+    missing = set(node_names()) - set(fresh)
+    assert not missing, f"no new {reason} Event from {sorted(missing)} yet"
+    return fresh
 
 
 @pytest.fixture
-def restore_templates():
+def restore_templates() -> Iterator[None]:
     yield
     set_templates({})
 
 
-def test_an_override_reaches_new_pods_on_every_node_and_a_broken_one_is_refused(restore_templates) -> None:
-    reloaded_before = len(reload_events("TemplatesReloaded"))
+def test_an_override_reaches_new_pods_on_every_node_and_a_broken_one_is_refused(restore_templates: None) -> None:
+    reloaded_before = uids("TemplatesReloaded")
     set_templates({"add-host.ip.j2": OVERRIDE})
-    eventually("every node to load the override",
-               lambda: len(reload_events("TemplatesReloaded")) >= reloaded_before + len(node_names()), timeout=90)
+    reloads = eventually("every node to load the override",
+                         lambda: one_new_event_per_node("TemplatesReloaded", reloaded_before), timeout=90)
+    loaded = [re.search(r"template overrides (\S+) active \(1 files\)", e["message"]) for e in reloads.values()]
+    assert all(loaded), [e["message"] for e in reloads.values()]
+    digests = {match.group(1) for match in loaded if match}
+    assert len(digests) == 1, f"nodes loaded different sets: {digests}"
+    override = digests.pop()
     assert set(qlen_of_new_pods().values()) == {QLEN}
 
-    refused_before = len(reload_events("TemplatesRefused"))
+    refused_before = uids("TemplatesRefused")
     set_templates({"add-host.ip.j2": BROKEN})
-    refusals = eventually(
-        "every node to refuse the broken override",
-        lambda: [e for e in reload_events("TemplatesRefused")][refused_before:]
-        if len(reload_events("TemplatesRefused")) >= refused_before + len(node_names()) else None,
-        timeout=90,
-    )
-    assert all("add-host.ip.j2" in e["message"] and ":2" in e["message"] for e in refusals), refusals
+    refusals = eventually("every node to refuse the broken override",
+                          lambda: one_new_event_per_node("TemplatesRefused", refused_before), timeout=90)
+    for node, event in refusals.items():
+        message = event["message"]
+        assert "add-host.ip.j2" in message and ":2" in message, f"{node}: {message}"
+        assert f"last good set ({override}) keeps serving" in message, f"{node}: {message}"
     # the last good set keeps serving: new pods start, with the override
     assert set(qlen_of_new_pods().values()) == {QLEN}
 
 
-def test_render_and_status_through_kubectl_exec() -> None:
-    status = kubectl("-n", "kube-system", "exec", "ds/cni-render", "--", "cni-render", "status")
-    assert "cni-render" in status
-    routes = kubectl("-n", "kube-system", "exec", "ds/cni-render", "--", "cni-render", "node", "render")
-    assert "route" in routes
+def agent_pods() -> dict[str, str]:
+    """The DaemonSet's pod on each node, by node name."""
+    selector = kube_json("-n", "kube-system", "get", "daemonset", "cni-render")["spec"]["selector"]["matchLabels"]
+    labels = ",".join(f"{key}={value}" for key, value in selector.items())
+    pods = kube_json("-n", "kube-system", "get", "pods", "-l", labels)["items"]
+    return {p["spec"]["nodeName"]: p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"}
+
+
+def agent(node: str, *args: str) -> str:
+    return kubectl("-n", "kube-system", "exec", agent_pods()[node], "--", "cni-render", *args)
+
+
+def test_status_through_kubectl_exec_lists_a_new_pod_with_its_node_end() -> None:
+    node = node_names()[0]
+    name = unique("status")
+    apply(pod_manifest(name, node))
+    try:
+        ips = pod_ips(wait_running([name])[name])
+        report = json.loads(agent(node, "status", "--json"))
+        mine = [a for a in report["attachments"] if sorted(a["addresses"]) == sorted(ips)]
+        assert len(mine) == 1, f"{ips} not in {report}"
+        assert mine[0]["hostInterfacePresent"] is True, mine[0]
+        assert mine[0]["hostInterface"] == host_link_of(node, ips[0]), mine[0]
+    finally:
+        delete_pods(name)
+
+
+def routes_section(render: str) -> list[str]:
+    """The route lines of `cni-render node render`'s routes batch."""
+    section = render.split("# routes:", 1)[1].split("# masquerade:", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("route ")]
+
+
+def test_render_through_kubectl_exec_shows_the_nodes_routes() -> None:
+    everyone = {n["metadata"]["name"]: n for n in nodes()}
+    node = node_names()[0]
+    scratch = agent(node, "node", "render", "--from-scratch")
+    conflist = json.loads(scratch.split("\n", 1)[1].split("# routes:", 1)[0])
+    ranges = {r[0]["subnet"] for r in conflist["plugins"][0]["ipam"]["ranges"]}
+    assert ranges == {str(c) for c in pod_cidrs(everyone[node])}, ranges
+    wanted = {
+        f"{cidr} via {node_ip(other, cidr.version)}"
+        for name, other in everyone.items() if name != node for cidr in pod_cidrs(other)
+    }
+    assert len(wanted) == (len(everyone) - 1) * len(families())
+    shown = {line.split(" proto ")[0].removeprefix("route replace ") for line in routes_section(scratch)}
+    assert shown == wanted, f"from scratch: {routes_section(scratch)}"
+    # against the node's own table the agent has already done it all
+    eventually(f"{node}'s routes to need no change",
+               lambda: routes_section(agent(node, "node", "render")) == [], timeout=60)

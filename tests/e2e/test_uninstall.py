@@ -1,13 +1,17 @@
 """The documented uninstall (make clean: cluster/uninstall.sh) leaves every node
 clean: no conflist, no shim, none of the agent's routes, no nft table of ours.
-Runs last (file name), then puts cni-render back for whoever runs next."""
+Marked ``last`` (tests/e2e/conftest.py runs it after every other test), then
+puts cni-render back for whoever runs next."""
 
 from __future__ import annotations
+
+import pytest
 
 from cluster import REPO, node_names, on_node, run
 from node_state import agent_routes
 
 
+@pytest.mark.last
 def test_uninstall_leaves_the_nodes_clean() -> None:
     nodes = node_names()
     for node in nodes:
