@@ -23,16 +23,18 @@ from dataclasses import dataclass
 
 from cni_render.fastpath.wire import (
     ACK,
-    BUSY,
     DEFAULT_SOCKET,
     MAX_ANSWER,
     MAX_LINE,
-    PROTOCOL,
     REFUSED,
     SOCKET_VARIABLE,
+    Answer,
+    AnswerError,
+    decode_answer,
+    encode_request,
     error_document,
     identity,
-    parse_answer_header,
+    parse_first_line,
     requested_version,
     version_reply,
 )
@@ -45,22 +47,12 @@ ACK_SECONDS = 30.0  # the daemon acknowledges as soon as it has read and checked
 ANSWER_SECONDS = 220.0
 
 
-def encode_request(environ: dict[str, str], stdin: bytes) -> bytes:
-    env = b"\0".join(f"{key}={value}".encode("utf-8", "surrogateescape") for key, value in environ.items())
-    netns = environ.get("CNI_NETNS", "")
-    header = f"{PROTOCOL.decode()} {identity(netns) if netns else '-'} {len(env)} {len(stdin)}\n".encode()
-    return header + env + stdin
-
-
 @dataclass(frozen=True)
 class NotStarted:
     """The daemon did not start the call: why (for the operator's log)."""
 
     reason: str
     quiet: bool = False  # no daemon at all: the ordinary in-process path
-
-
-Answer = tuple[int, bytes, bytes]  # exit code, stdout, stderr
 
 
 def _lost(raw: bytes, why: str) -> Answer:
@@ -100,14 +92,10 @@ def _read_answer(sock, raw: bytes, received: bytes) -> Answer:  # type: ignore[n
         size += len(chunk)
         if size > MAX_ANSWER + MAX_LINE:
             return _lost(raw, "the answer is too long")
-    header, newline, body = b"".join(chunks).partition(b"\n")
-    parsed = parse_answer_header(header) if newline else None
-    if parsed is None:
-        return _lost(raw, "the answer was cut short" if not newline else "the answer's header is malformed")
-    code, out_length, err_length = parsed
-    if len(body) != out_length + err_length:
-        return _lost(raw, f"the answer holds {len(body)} bytes, not {out_length + err_length}")
-    return code, body[:out_length], body[out_length:]
+    try:
+        return decode_answer(b"".join(chunks))
+    except AnswerError as exc:
+        return _lost(raw, str(exc))
 
 
 def _peer_uid(sock) -> int:  # type: ignore[no-untyped-def]
@@ -146,7 +134,8 @@ def _exchange(sock, path: str, environ: dict[str, str], stdin: bytes) -> Answer 
     if _peer_uid(sock) != 0:
         return NotStarted(f"the process listening on {path} is not root")
     try:
-        sock.sendall(encode_request(environ, stdin))
+        netns = environ.get("CNI_NETNS", "")
+        sock.sendall(encode_request(environ, stdin, identity(netns) if netns else "-"))
         sock.shutdown(_socket.SHUT_WR)
     except OSError:
         pass  # a daemon that stopped reading may still have said why: read on
@@ -160,12 +149,13 @@ def _exchange(sock, path: str, environ: dict[str, str], stdin: bytes) -> Answer 
     if first is None:
         return NotStarted(f"the daemon at {path} closed the connection before starting the call")
     line, rest = first
-    word, _, why = line.partition(b" ")
-    if word in (REFUSED, BUSY):
-        state = "refused" if word == REFUSED else "is busy"
-        return NotStarted(f"the daemon at {path} {state}: {why.decode(errors='replace')}")
-    if line != ACK:
+    parsed = parse_first_line(line)
+    if parsed is None:
         return _lost(stdin, "it does not speak this client's protocol")
+    word, why = parsed
+    if word != ACK:
+        state = "refused" if word == REFUSED else "is busy"
+        return NotStarted(f"the daemon at {path} {state}: {why}")
     sock.settimeout(ANSWER_SECONDS)
     try:
         return _read_answer(sock, stdin, rest)

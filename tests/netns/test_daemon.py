@@ -23,8 +23,9 @@ import time
 import pytest
 
 from cni_render.commands import attachment_lock_path
-from cni_render.fastpath import daemon
+from cni_render.fastpath import daemon, peer, worker
 from cni_render.fastpath.client import version_reply
+from cni_render.fastpath.wire import WireRequest
 from cni_render.host.locking import file_lock
 from cni_render.host.procfs import memory_pss_kib
 from daemon_helpers import daemon_master, start_daemon, wait_for
@@ -432,22 +433,22 @@ def test_a_call_that_cannot_return_to_the_node_fails_and_retires_its_worker(tmp_
         enter_netns(plain_node.netns)  # and never back, as a failed setns would leave it
         return Outcome(0, '{"cniVersion": "1.0.0"}')
 
-    monkeypatch.setattr(daemon, "handle", stranded)
+    monkeypatch.setattr(worker, "handle", stranded)
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(tmp_path / "s"))
     listener.listen(4)
     listener.setblocking(False)
-    worker = daemon.Worker(listener, log=io.StringIO(), stop_seconds=5)
+    stranded_worker = worker.Worker(listener, log=io.StringIO(), stop_seconds=5)
     results: list = []
-    request = daemon.Request("-", {"CNI_COMMAND": "STATUS"}, b'{"cniVersion": "0.4.0"}')
-    thread = threading.Thread(target=lambda: results.append(worker._execute(daemon.Prepared({}), request)))
+    request = WireRequest("-", {"CNI_COMMAND": "STATUS"}, b'{"cniVersion": "0.4.0"}')
+    thread = threading.Thread(target=lambda: results.append(stranded_worker._execute(peer.Prepared({}), request)))
     thread.start()
     thread.join(timeout=10)
     ((code, stdout, _),) = results
     assert code == 1 and json.loads(stdout)["code"] == 11 and json.loads(stdout)["cniVersion"] == "0.4.0"
     assert "lost its network namespace" in json.loads(stdout)["details"]
-    assert worker.stopping.is_set() and worker.retiring
-    assert worker.serve() == 3  # retires: exit status the master reads as "retired"
+    assert stranded_worker.stopping.is_set() and stranded_worker.retiring
+    assert stranded_worker.serve() == 3  # retires: exit status the master reads as "retired"
 
 
 def test_the_caller_is_pinned_by_a_pidfd(tmp_path, netns_ok):
@@ -459,20 +460,20 @@ def test_the_caller_is_pinned_by_a_pidfd(tmp_path, netns_ok):
     try:
         child = subprocess.Popen([sys.executable, "-c", connect], stdin=subprocess.PIPE)
         connection, _ = listener.accept()
-        peer = daemon.pin_peer(connection)
-        assert isinstance(peer, daemon.Peer) and peer.pid == child.pid
-        assert f"Pid:\t{child.pid}\n" in open(f"/proc/self/fdinfo/{peer.pidfd}").read()
-        assert peer.alive()
+        caller = peer.pin_peer(connection)
+        assert isinstance(caller, peer.Peer) and caller.pid == child.pid
+        assert f"Pid:\t{child.pid}\n" in open(f"/proc/self/fdinfo/{caller.pidfd}").read()
+        assert caller.alive()
         child.stdin.close()
         child.wait(timeout=10)
-        assert not peer.alive()  # its pid may be reused from now on: the pidfd knows it is not the caller
-        peer.close()
+        assert not caller.alive()  # its pid may be reused from now on: the pidfd knows it is not the caller
+        caller.close()
         connection.close()
         # a caller gone (and reaped) before the daemon looked is refused, whatever now has its pid
         child = subprocess.Popen([sys.executable, "-c", connect.replace("sys.stdin.read()", "pass")])
         child.wait(timeout=10)
         connection, _ = listener.accept()
-        assert daemon.pin_peer(connection) == "the caller is gone"
+        assert peer.pin_peer(connection) == "the caller is gone"
         connection.close()
     finally:
         listener.close()

@@ -23,7 +23,9 @@ import pytest
 
 from cni_render.cni.errors import LostNamespace
 from cni_render.commands.dispatch import handle
-from cni_render.fastpath import daemon
+from cni_render.fastpath.peer import Prepared
+from cni_render.fastpath.wire import WireRequest
+from cni_render.fastpath.worker import Worker
 from cni_render.host import system
 from throwaway import Node
 
@@ -131,11 +133,11 @@ def test_in_the_daemon_the_call_gets_code_11_and_the_worker_retires(tmp_path: An
     listener.bind(str(tmp_path / "s"))
     listener.listen(4)
     listener.setblocking(False)
-    workers: list[daemon.Worker] = []
+    workers: list[Worker] = []
 
     def execute(environ: dict[str, str], stdin: bytes) -> Any:
-        workers.append(daemon.Worker(listener, log=io.StringIO(), stop_seconds=5))  # at home in the node
-        return workers[0]._execute(daemon.Prepared(environ), daemon.Request("-", environ, stdin))
+        workers.append(Worker(listener, log=io.StringIO(), stop_seconds=5))  # at home in the node
+        return workers[0]._execute(Prepared(environ), WireRequest("-", environ, stdin))
 
     code, stdout, _ = failed_add(plain_node, monkeypatch, execute)
     assert code == 1 and json.loads(stdout)["code"] == 11

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import urllib.request
 
-from cni_render.fastpath import daemon
+from cni_render.fastpath.worker import Worker
 from cni_render.node.conflist import build_conflist
 from cni_render.node.metrics import IpamCollector, Metrics, ipam_usage, serve_metrics
 from cni_render.node.nodeinfo import parse_networks
@@ -14,11 +14,10 @@ from cni_render.node.nodeinfo import parse_networks
 
 def daemon_line(command, exit_code, seconds, container="c0ffee", ifname="eth0"):
     """A line exactly as the daemon writes it (its own code, not a copy of the format)."""
-    owner = next(getattr(daemon, name) for name in ("Worker", "DaemonServer") if hasattr(daemon, name))
-    writer = owner.__new__(owner)
+    writer = Worker.__new__(Worker)
     writer.log = io.StringIO()
     environ = {"CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_IFNAME": ifname}
-    owner.note(writer, environ, exit_code, seconds)
+    writer.note(environ, exit_code, seconds)
     return writer.log.getvalue()
 
 
