@@ -26,7 +26,7 @@ from daemon_helpers import FakeDaemon, start_daemon
 from throwaway import PLUGIN, Node, pod_addresses, pod_interface, run
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIM_SOURCE = ROOT / "cni_render" / "shim" / "cni-render-shim.c"
+SHIM_SOURCE = ROOT / "cni_render" / "fastpath" / "shim" / "cni-render-shim.c"
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
  *
  * It does no networking itself. It answers VERSION, and hands every other
  * call to the node's cni-render daemon over a unix socket, with the protocol
- * of cni_render/protocol.py (CNIR2): the request, then one line from the
+ * of cni_render/fastpath/wire.py (CNIR2): the request, then one line from the
  * daemon before it acts (ACK, REFUSED <why>, BUSY <why>), then the answer.
  * A connection that ends before ACK means the call never started.
  *
@@ -121,7 +121,7 @@ static int write_all(int fd, const char *data, size_t length) {
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* The request's cniVersion, found as cni_render/protocol.py's requested_version does. */
+/* The request's cniVersion, found as cni_render/fastpath/wire.py's requested_version does. */
 static const char *requested_version(const char *text) {
     const char *key = strstr(text, "\"cniVersion\"");
     if (key) {
