@@ -38,18 +38,15 @@ def replace_files(files: Sequence[tuple[str, bytes, int]]) -> None:
     """Write several files all or nothing: each is written under a temporary
     name first (nothing is renamed if one cannot be), then all are renamed;
     if a rename fails, the files already renamed get their old content back
-    (or are removed if they were new)."""
+    (or are removed if they were new). No temporary name is left behind."""
     temporaries: list[str] = []
+    backups: list[str | None] = []
+    renamed: list[int] = []
     try:
         for path, data, mode in files:
             temporaries.append(_write_temporary(path, data, mode))
-    except BaseException:
-        for temporary in temporaries:
-            _remove(temporary)
-        raise
-    backups = [_keep_previous(path, temporary) for (path, _, _), temporary in zip(files, temporaries)]
-    renamed: list[int] = []
-    try:
+        for (path, _, _), temporary in zip(files, temporaries):
+            backups.append(_keep_previous(path, temporary))
         for index, ((path, _, _), temporary) in enumerate(zip(files, temporaries)):
             os.rename(temporary, path)
             renamed.append(index)
@@ -78,6 +75,12 @@ def _keep_previous(path: str, temporary: str) -> str | None:
         os.link(path, backup, follow_symlinks=False)
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        raise
+    except PermissionError as exc:  # link(2) on a directory is EPERM
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise IsADirectoryError(exc.errno, f"{path} is a directory", path) from exc
+        raise
     return backup
 
 

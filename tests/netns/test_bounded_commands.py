@@ -79,7 +79,7 @@ def assert_all_killed(pids_file: Path) -> None:
 RUN_BATCH = textwrap.dedent(
     """
     import json, sys, time
-    from cni_render import system
+    from cni_render.host import system
     from cni_render.cni.errors import CniError
     system.COMMAND_TIMEOUT = 1.5
     tool, lines = sys.argv[1], int(sys.argv[2])
@@ -133,7 +133,7 @@ def test_a_large_batch_meeting_a_flood_of_output_cannot_deadlock(tmp_path, statu
 # The plugin in-process with lowered deadlines (the test's own process only).
 LAUNCHER = """#!{python}
 import sys
-from cni_render import system
+from cni_render.host import system
 system.COMMAND_TIMEOUT = 2.0
 system.PLUGIN_TIMEOUT = 2.0
 from cni_render.entry import plugin_main
