@@ -70,8 +70,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-BIN_DIR = Path(sys.executable).parent
-PLUGIN = str(BIN_DIR / "cni-render")
+from cni_render.cli.sandbox import BIN_DIR, Pod, Sandbox, SandboxError, descendants, kill_tree
+
 NETWORK = "faults"
 SUBNET_V4, SUBNET_V6 = "10.251.0.0/16", "fd00:251::/112"
 
@@ -83,109 +83,65 @@ def sh(*argv: str, check: bool = True) -> str:
     return proc.stdout
 
 
-class Node:
-    """A throwaway node namespace with state in its own temporary directory."""
+def new_node(data_dir: str | None = None, socket: str = "") -> Sandbox:
+    """A throwaway node with its state on tmpfs; the plugin is the console
+    script, in-process unless ``socket`` names a daemon of the caller's."""
+    node = Sandbox("faults", plugin_dir=str(BIN_DIR), search_path=(), data_dir=data_dir,
+                   tmp_parent="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    node.socket = socket
+    return node
 
-    def __init__(self, data_dir: str | None = None, socket: str = "") -> None:
-        self.socket = socket  # empty: in-process calls
-        self.name = f"crf-{uuid.uuid4().hex[:8]}"
-        self.tmp = Path(tempfile.mkdtemp(prefix="cni-render-faults-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
-        self.data_dir = data_dir or str(self.tmp / "ipam")
-        self.namespaces: list[str] = []  # the pods'
-        self.others: list[str] = []
-        self.made = 0
-        self.processes: list[subprocess.Popen] = []
-        sh("ip", "netns", "add", self.name)
-        self.exec("ip", "link", "set", "lo", "up")
 
-    def exec(self, *argv: str, check: bool = True) -> str:
-        return sh("ip", "netns", "exec", self.name, *argv, check=check)
+def faults_config(node: Sandbox, **changes: Any) -> dict[str, Any]:
+    config = node.contain({
+        "cniVersion": "1.1.0", "name": NETWORK, "type": "cni-render", "ipMasq": True,
+        "ipam": {"type": "cni-render-ipam", "ranges": [[{"subnet": SUBNET_V4}], [{"subnet": SUBNET_V6}]],
+                 "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
+    })
+    config.update(changes)
+    return config
 
-    def new_namespace(self) -> str:
-        self.made += 1
-        name = f"{self.name}-{self.made}"
-        sh("ip", "netns", "add", name)
-        sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-        self.namespaces.append(name)
-        return name
 
-    def config(self, **changes: Any) -> dict[str, Any]:
-        config = {
-            "cniVersion": "1.1.0", "name": NETWORK, "type": "cni-render", "ipMasq": True,
-            "stateDir": str(self.tmp / "state"),
-            "ipam": {"type": "cni-render-ipam", "dataDir": self.data_dir,
-                     "ranges": [[{"subnet": SUBNET_V4}], [{"subnet": SUBNET_V6}]],
-                     "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
-        }
-        config.update(changes)
-        return config
+def call(node: Sandbox, command: str, config: dict[str, Any], container_id: str, netns: str) -> tuple[int, Any]:
+    done = node.cni(command, config, container_id=container_id, netns=netns, ifname="eth0")
+    return done.exit_code, json.loads(done.stdout) if done.stdout.strip() else None
 
-    def start(self, command: str, config: dict[str, Any], container_id: str, netns: str) -> subprocess.Popen:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_IFNAME": "eth0",
-            "CNI_NETNS": netns, "CNI_PATH": str(BIN_DIR), "CNI_RENDER_DAEMON_SOCKET": self.socket,
-        }
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, PLUGIN],  # ip netns exec execs: the pid is the plugin's
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-        )
-        try:
-            proc.stdin.write(json.dumps(config).encode())  # type: ignore[union-attr]
-            proc.stdin.close()  # type: ignore[union-attr]
-        except BrokenPipeError:
-            pass  # it ended before reading: its exit status says how
-        return proc
 
-    def call(self, command: str, config: dict[str, Any], container_id: str, netns: str) -> tuple[int, Any]:
-        proc = self.start(command, config, container_id, netns)
-        out = proc.stdout.read()  # type: ignore[union-attr]
-        proc.wait()
-        return proc.returncode, json.loads(out) if out.strip() else None
+# --- what is left -----------------------------------------------------------
 
-    # --- what is left -----------------------------------------------------
 
-    def leftovers(self) -> dict[str, int]:
-        links = [link["ifname"] for link in json.loads(self.exec("ip", "-j", "link", "show"))]
-        routes = [
-            r for family in ("-4", "-6") for r in json.loads(self.exec("ip", "-j", family, "route", "show", "table", "all"))
-            if r.get("table") != "local" and r.get("type") != "multicast" and not r.get("dst", "").startswith("fe80")
-        ]
-        directory = Path(self.data_dir) / NETWORK
-        names = os.listdir(directory) if directory.is_dir() else []
-        address_files = [n for n in names if n != "lock" and not n.startswith(("last_reserved_ip.", "."))]
-        temporary = [n for n in names if n.startswith(".tmp-")]
-        empty = [n for n in address_files if (directory / n).stat().st_size == 0]
-        pod_links = sum(
-            len([link for link in json.loads(sh("ip", "-n", ns, "-j", "link", "show")) if link["ifname"] != "lo"])
-            for ns in self.namespaces if os.path.exists(f"/var/run/netns/{ns}")
-        )
-        return {
-            "node links": len([link for link in links if link != "lo"]),
-            "node routes": len(routes),
-            "address files": len(address_files),
-            "temporary files": len(temporary),
-            "empty owner files": len(empty),
-            "nft masquerade elements": self.masq_elements(),
-            "pod interfaces": pod_links,
-        }
+def leftovers(node: Sandbox) -> dict[str, int]:
+    routes = [
+        r for family in ("-4", "-6") for r in node.routes(family)
+        if r.get("table") != "local" and r.get("type") != "multicast" and not r.get("dst", "").startswith("fe80")
+    ]
+    directory = Path(node.data_dir) / NETWORK
+    names = os.listdir(directory) if directory.is_dir() else []
+    address_files = node.allocations(NETWORK)
+    temporary = [n for n in names if n.startswith(".tmp-")]
+    empty = [n for n in address_files if (directory / n).stat().st_size == 0]
+    pod_links = sum(
+        len([link for link in json.loads(pod.exec(["ip", "-j", "link", "show"]).stdout) if link["ifname"] != "lo"])
+        for pod in node.pods if os.path.exists(pod.netns)
+    )
+    return {
+        "node links": len([link for link in node.links() if link != "lo"]),
+        "node routes": len(routes),
+        "address files": len(address_files),
+        "temporary files": len(temporary),
+        "empty owner files": len(empty),
+        "nft masquerade elements": masq_elements(node),
+        "pod interfaces": pod_links,
+    }
 
-    def masq_elements(self) -> int:
-        count = 0
-        for family in ("ip", "ip6"):
-            listing = self.exec("nft", "-j", "list", "set", family, "cni-render", "masq-sources", check=False)
-            for item in json.loads(listing or '{"nftables": []}')["nftables"]:
-                count += len(item.get("set", {}).get("elem", []))
-        return count
 
-    def close(self) -> None:
-        for proc in self.processes:
-            proc.kill()
-            proc.wait()
-        for ns in self.namespaces + self.others:
-            sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "netns", "del", self.name, check=False)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+def masq_elements(node: Sandbox) -> int:
+    count = 0
+    for family in ("ip", "ip6"):
+        listing = node.exec(["nft", "-j", "list", "set", family, "cni-render", "masq-sources"], check=False).stdout
+        for item in json.loads(listing or '{"nftables": []}')["nftables"]:
+            count += len(item.get("set", {}).get("elem", []))
+    return count
 
 
 # --- the load and its disruptors ---------------------------------------------
@@ -195,7 +151,7 @@ class Node:
 class Load:
     """Pods added and deleted in a loop by worker threads, as a runtime would."""
 
-    node: Node
+    node: Sandbox
     config: dict[str, Any]
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -209,12 +165,11 @@ class Load:
 
     def run_call(self, command: str, container_id: str, netns: str, config: dict[str, Any]) -> tuple[str, Any]:
         """("ok" | "killed" | "failed", document) of one plugin process."""
-        proc = self.node.start(command, config, container_id, netns)
+        proc = self.node.start(command, config, container_id=container_id, netns=netns, ifname="eth0")
         with self.lock:
             self.in_flight[proc.pid] = proc
             self.counts["calls"] += 1
-        out = proc.stdout.read()  # type: ignore[union-attr]
-        proc.wait()
+        out, _ = proc.communicate()
         with self.lock:
             self.in_flight.pop(proc.pid, None)
         if proc.returncode == -signal.SIGKILL:
@@ -240,8 +195,8 @@ class Load:
             if attempts > 50:
                 raise SystemExit(f"DEL of {container_id} never succeeded")
 
-    def worker(self, netns_name: str) -> None:
-        netns = f"/var/run/netns/{netns_name}"
+    def worker(self, pod: Pod) -> None:
+        netns = pod.netns
         while not self.stop.is_set():
             container_id = uuid.uuid4().hex
             outcome, result = self.run_call("ADD", container_id, netns, self.config)
@@ -289,10 +244,9 @@ class PluginKiller:
         return done
 
 
-def run_load(node: Node, pods: int, disrupt: Callable[[Load], int]) -> Load:
-    load = Load(node=node, config=node.config())
-    namespaces = [node.new_namespace() for _ in range(pods)]
-    workers = [threading.Thread(target=load.worker, args=(ns,)) for ns in namespaces]
+def run_load(node: Sandbox, pods: int, disrupt: Callable[[Load], int]) -> Load:
+    load = Load(node=node, config=faults_config(node))
+    workers = [threading.Thread(target=load.worker, args=(node.add_pod(),)) for _ in range(pods)]
     for worker in workers:
         worker.start()
     try:
@@ -305,63 +259,21 @@ def run_load(node: Node, pods: int, disrupt: Callable[[Load], int]) -> Load:
 
 
 def kills(options: argparse.Namespace) -> dict[str, Any]:
-    node = Node(socket=options.socket)
-    try:
+    with new_node(socket=options.socket) as node:
         started = time.monotonic()
         killer = PluginKiller(options.kills, options.seed)
         load = run_load(node, options.pods, killer)
         figures: dict[str, Any] = {"SIGKILLs sent": killer.sent, **load.counts}
         figures["other failures by code"] = dict(load.codes)
         figures["seconds"] = round(time.monotonic() - started, 1)
-        figures.update({f"left: {k}": v for k, v in node.leftovers().items()})
+        figures.update({f"left: {k}": v for k, v in leftovers(node).items()})
         return figures
-    finally:
-        node.close()
 
 
 # --- the node's daemon: graceful restarts and SIGKILLs -------------------------
-
-
-def descendants(root: int) -> list[int]:
-    """``root`` and every process below it (from /proc, threads excluded)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def kill_tree(root: int) -> int:
-    """SIGKILL ``root`` and all below it at once: frozen first (SIGSTOP, again
-    until no new process appears), so nothing forks or finishes a step in
-    between, as a cgroup kill. The number of processes killed."""
-    frozen: set[int] = set()
-    for _ in range(20):
-        new = [pid for pid in descendants(root) if pid not in frozen]
-        if not new:
-            break
-        for pid in new:
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
-            frozen.add(pid)
-    for pid in frozen:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return len(frozen)
+# One daemon generation after another on the node's socket (Sandbox.start_daemon
+# with retry_refused: a start that finds the old one still listening is tried
+# again, as the kubelet restarts a container).
 
 
 def gone(pids: list[int], seconds: float) -> bool:
@@ -373,63 +285,10 @@ def gone(pids: list[int], seconds: float) -> bool:
     return True
 
 
-class Daemon:
-    """The node's cni-render daemon, one generation after another on one socket
-    (node.socket), each logging to its own file."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.generations: list[subprocess.Popen] = []
-        self.logs: list[Path] = []
-        self.refused_starts = 0  # the previous daemon still listened
-
-    @property
-    def current(self) -> subprocess.Popen:
-        return self.generations[-1]
-
-    def start(self, seconds: float = 30.0) -> None:
-        deadline = time.monotonic() + seconds
-        env = {k: v for k, v in os.environ.items() if k != "CNI_COMMAND"}
-        while True:
-            log_path = self.node.tmp / f"daemon-{len(self.logs)}.log"
-            self.logs.append(log_path)
-            with open(log_path, "wb") as log:
-                self.generations.append(subprocess.Popen(
-                    ["ip", "netns", "exec", self.node.name, PLUGIN, "daemon", "--socket", self.node.socket],
-                    stdout=log, stderr=log, env=env,
-                ))
-            while True:
-                text = log_path.read_text(errors="replace")
-                if "listening on" in text:
-                    return
-                if self.current.poll() is not None:
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the daemon did not start within {seconds:g} s: {text}")
-                time.sleep(0.02)
-            if "already listening" not in text or time.monotonic() > deadline:
-                raise SystemExit(f"the daemon did not start: {text}")
-            self.refused_starts += 1
-            time.sleep(0.05)
-
-    def answered(self) -> int:
-        """Calls the daemons answered (each logs one line per answer)."""
-        lines = (line for path in self.logs if path.exists() for line in path.read_text(errors="replace").splitlines())
-        return sum(1 for line in lines if line.startswith("cni-render daemon: ") and " -> " in line and line.endswith(" ms"))
-
-    def close(self) -> int:
-        """Stop every generation (SIGTERM, then SIGKILL of the whole tree past
-        the daemon's stop deadline); the number of processes left after that."""
-        for proc in self.generations:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.generations:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                kill_tree(proc.pid)
-                proc.wait()
-        return len(processes_mentioning(self.node.socket))
+def answered(node: Sandbox) -> int:
+    """Calls the node's daemons answered (each logs one line per answer)."""
+    lines = node.daemon_log().splitlines()
+    return sum(1 for line in lines if line.startswith("cni-render daemon: ") and " -> " in line and line.endswith(" ms"))
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -449,8 +308,8 @@ class DaemonRestarter:
     master (the socket refuses new callers at once, calls in flight finish)
     and a new daemon started at once."""
 
-    def __init__(self, daemon: Daemon, restarts: int, seed: int) -> None:
-        self.daemon = daemon
+    def __init__(self, node: Sandbox, restarts: int, seed: int) -> None:
+        self.node = node
         self.restarts = restarts
         self.random = random.Random(seed)
         self.done = 0
@@ -460,8 +319,9 @@ class DaemonRestarter:
         while self.done < self.restarts:
             time.sleep(self.random.uniform(0.3, 1.2))
             stopped = time.monotonic()
-            self.daemon.current.send_signal(signal.SIGTERM)
-            self.daemon.start()
+            assert self.node.daemon is not None
+            self.node.daemon.send_signal(signal.SIGTERM)
+            self.node.start_daemon(retry_refused=True)
             self.gaps.append(time.monotonic() - stopped)
             self.done += 1
         time.sleep(1.0)  # calls on the last daemon too
@@ -470,7 +330,7 @@ class DaemonRestarter:
     def figures(self) -> dict[str, Any]:
         return {
             "graceful restarts": self.done,
-            "new daemon's starts refused (old one still listening)": self.daemon.refused_starts,
+            "new daemon's starts refused (old one still listening)": self.node.refused_starts,
             "seconds without a listening daemon (median, max)": (
                 round(sorted(self.gaps)[len(self.gaps) // 2], 2) if self.gaps else 0, round(max(self.gaps, default=0), 2)
             ),
@@ -481,8 +341,8 @@ class DaemonKiller:
     """SIGKILLs the daemon ``kills`` times at random moments (all its processes
     and their children) and starts a new one at once."""
 
-    def __init__(self, daemon: Daemon, kills: int, seed: int) -> None:
-        self.daemon = daemon
+    def __init__(self, node: Sandbox, kills: int, seed: int) -> None:
+        self.node = node
         self.kills = kills
         self.random = random.Random(seed)
         self.done = 0
@@ -494,13 +354,14 @@ class DaemonKiller:
             time.sleep(self.random.uniform(0.2, 1.5))
             with load.lock:
                 self.in_flight += len(load.in_flight)
-            master = self.daemon.current
+            master = self.node.daemon
+            assert master is not None
             pids = descendants(master.pid)
             self.processes += kill_tree(master.pid)
             master.wait()
             if not gone(pids, 10):
                 raise SystemExit(f"daemon processes outlived SIGKILL: {pids}")
-            self.daemon.start()
+            self.node.start_daemon(retry_refused=True)
             self.done += 1
         time.sleep(1.0)
         return self.done
@@ -513,20 +374,17 @@ class DaemonKiller:
         }
 
 
-def daemon_scenario(options: argparse.Namespace, disruptor: Callable[[Daemon], DaemonRestarter | DaemonKiller]) -> dict[str, Any]:
-    node = Node()
-    daemon = Daemon(node)
-    try:
-        node.socket = str(node.tmp / "daemon.sock")
+def daemon_scenario(options: argparse.Namespace, disruptor: Callable[[Sandbox], DaemonRestarter | DaemonKiller]) -> dict[str, Any]:
+    with new_node() as node:
         started = time.monotonic()
-        daemon.start()
-        disrupt = disruptor(daemon)
+        node.start_daemon(retry_refused=True)
+        disrupt = disruptor(node)
         load = run_load(node, options.pods, disrupt)
         failed = load.counts["failed calls (not killed)"]
         figures = disrupt.figures()
         figures.update({
             "calls": load.counts["calls"],
-            "calls answered by a daemon": daemon.answered(),
+            "calls answered by a daemon": answered(node),
             "pods added": load.counts["pods added"],
             "failed calls (any error)": failed,
             "failed calls other than code 11": failed - load.codes.get(11, 0),
@@ -535,99 +393,91 @@ def daemon_scenario(options: argparse.Namespace, disruptor: Callable[[Daemon], D
             "addresses shared by live pods": load.counts["addresses shared by live pods"],
             "seconds": round(time.monotonic() - started, 1),
         })
-        left = daemon.close()
-        figures.update({f"left: {k}": v for k, v in node.leftovers().items()})
-        figures["left: daemon processes"] = left
+        node.stop_daemons()
+        figures.update({f"left: {k}": v for k, v in leftovers(node).items()})
+        figures["left: daemon processes"] = len(processes_mentioning(node.socket_path))
         return figures
-    finally:
-        daemon.close()
-        node.close()
 
 
 def restarts(options: argparse.Namespace) -> dict[str, Any]:
-    return daemon_scenario(options, lambda daemon: DaemonRestarter(daemon, options.restarts, options.seed))
+    return daemon_scenario(options, lambda node: DaemonRestarter(node, options.restarts, options.seed))
 
 
 def daemon_kills(options: argparse.Namespace) -> dict[str, Any]:
-    return daemon_scenario(options, lambda daemon: DaemonKiller(daemon, options.daemon_kills, options.seed))
+    return daemon_scenario(options, lambda node: DaemonKiller(node, options.daemon_kills, options.seed))
 
 
 # --- reboot ------------------------------------------------------------------
 
 
 def reboot(options: argparse.Namespace) -> dict[str, Any]:
-    node = Node(socket=options.socket)
-    try:
-        outside_network(node)
-        config = node.config()
+    with new_node(socket=options.socket) as node:
+        outside = outside_network(node)
+        config = faults_config(node)
         old = []
         for _ in range(options.reboot_pods):
-            ns = node.new_namespace()
-            container_id = uuid.uuid4().hex
-            code, result = node.call("ADD", config, container_id, f"/var/run/netns/{ns}")
+            pod = node.add_pod()
+            code, result = call(node, "ADD", config, *ids(pod))
             assert code == 0, result
-            old.append((container_id, result))
+            old.append((pod.container_id, result))
         # the reboot: every pod and its veth gone, nftables and tmpfs state wiped
-        for ns in list(node.namespaces):
-            sh("ip", "netns", "del", ns)
-            node.namespaces.remove(ns)
-        node.exec("nft", "flush", "ruleset")
-        shutil.rmtree(node.tmp / "state", ignore_errors=True)
+        for pod in [pod for pod in node.pods if pod is not outside]:
+            node.remove_pod(pod)
+        node.exec(["nft", "flush", "ruleset"])
+        shutil.rmtree(node.state_dir, ignore_errors=True)
         shutil.rmtree(node.data_dir, ignore_errors=True)
         new = []
         for _ in range(options.reboot_pods):
-            ns = node.new_namespace()
-            code, result = node.call("ADD", config, uuid.uuid4().hex, f"/var/run/netns/{ns}")
+            pod = node.add_pod()
+            code, result = call(node, "ADD", config, *ids(pod))
             assert code == 0, result
-            new.append((ns, result["ips"][0]["address"].split("/")[0]))
+            pod.serve_http(f"{pod.name}\n")
+            new.append((pod, result["ips"][0]["address"].split("/")[0]))
         old_addresses = {r["ips"][0]["address"].split("/")[0] for _, r in old}
         same = sum(1 for _, address in new if address in old_addresses)
         for container_id, result in old:  # the runtime cleans the old sandboxes up
-            code, answer = node.call("DEL", dict(config, prevResult=result), container_id, "")
+            code, answer = call(node, "DEL", dict(config, prevResult=result), container_id, "")
             assert code == 0, answer
-        reachable = sum(1 for ns, address in new if pod_answers(node, address) and masqueraded(ns))
+        reachable = sum(1 for pod, address in new if answers(node, pod, address) and masqueraded(node, pod))
         return {
             "new pods": len(new),
             "new pods on an old pod's address": same,
             "new pods with full connectivity": reachable,
             "connectivity": f"{100 * reachable / len(new):.0f}%",
         }
-    finally:
-        node.close()
 
 
-def outside_network(node: Node) -> str:
+def ids(pod: Pod) -> tuple[str, str]:
+    return pod.container_id, pod.netns
+
+
+def outside_network(node: Sandbox) -> Pod:
     """A namespace that knows only the node's uplink address: pods reach it
-    only when masqueraded. Serves HTTP."""
-    outside = node.new_namespace()
-    node.exec("ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "wan0", "netns", outside)
-    node.exec("ip", "addr", "add", "192.0.2.1/24", "dev", "uplink0")
-    node.exec("ip", "link", "set", "uplink0", "up")
-    sh("ip", "-n", outside, "addr", "add", "192.0.2.2/24", "dev", "wan0")
-    sh("ip", "-n", outside, "link", "set", "wan0", "up")
-    root = node.tmp / "www"
-    root.mkdir()
-    (root / "index.html").write_text("outside\n")
-    node.processes.append(subprocess.Popen(
-        ["ip", "netns", "exec", outside, "busybox", "httpd", "-f", "-p", "80", "-h", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    ))
-    node.namespaces.remove(outside)  # not a pod: the reboot keeps it
-    node.others.append(outside)
-    time.sleep(0.1)
+    only when masqueraded. Serves HTTP; not a pod, so the reboot keeps it."""
+    outside = node.add_pod()
+    node.exec(["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "wan0", "netns", outside.name])
+    node.exec(["ip", "addr", "add", "192.0.2.1/24", "dev", "uplink0"])
+    node.exec(["ip", "link", "set", "uplink0", "up"])
+    outside.exec(["ip", "addr", "add", "192.0.2.2/24", "dev", "wan0"])
+    outside.exec(["ip", "link", "set", "wan0", "up"])
+    outside.serve_http("outside\n")
     return outside
 
 
-def pod_answers(node: Node, address: str) -> bool:
-    ping = subprocess.run(["ip", "netns", "exec", node.name, "busybox", "ping", "-c", "1", "-W", "2", address],
-                          capture_output=True, check=False)
-    return ping.returncode == 0
+def answers(node: Sandbox, pod: Pod, address: str) -> bool:
+    """The pod answers the node at ``address``."""
+    try:
+        return node.http_get(address, seconds=3) == f"{pod.name}\n"
+    except SandboxError:
+        return False
 
 
-def masqueraded(ns: str) -> bool:
-    got = subprocess.run(["ip", "netns", "exec", ns, "curl", "-sS", "-m", "3", "http://192.0.2.2/"],
-                         capture_output=True, text=True, check=False)
-    return got.stdout == "outside\n"
+def masqueraded(node: Sandbox, pod: Pod) -> bool:
+    """The pod reaches the outside namespace, which has no route back to it."""
+    try:
+        return node.http_get("192.0.2.2", source=pod, seconds=3) == "outside\n"
+    except SandboxError:
+        return False
 
 
 # --- full disk -----------------------------------------------------------------
@@ -637,35 +487,31 @@ def fulldisk(options: argparse.Namespace) -> dict[str, Any]:
     mountpoint = tempfile.mkdtemp(prefix="cni-render-fulldisk-")
     sh("mount", "-t", "tmpfs", "-o", f"size={options.disk_kib}k,nr_inodes=4096", "cni-render-fulldisk", mountpoint)
     try:
-        node = Node(data_dir=mountpoint, socket=options.socket)
-        try:
-            load = Load(node=node, config=node.config())
-            namespaces = [node.new_namespace() for _ in range(options.pods)]
-            results: list[tuple[str, str, str, Any]] = []
+        with new_node(data_dir=mountpoint, socket=options.socket) as node:
+            load = Load(node=node, config=faults_config(node))
+            pods = [node.add_pod() for _ in range(options.pods)]
+            results: list[tuple[Pod, str, Any]] = []
 
-            def add(ns: str) -> None:
-                container_id = uuid.uuid4().hex
-                outcome, document = load.run_call("ADD", container_id, f"/var/run/netns/{ns}", load.config)
-                results.append((ns, container_id, outcome, document))
+            def add(pod: Pod) -> None:
+                outcome, document = load.run_call("ADD", pod.container_id, pod.netns, load.config)
+                results.append((pod, outcome, document))
 
-            threads = [threading.Thread(target=add, args=(ns,)) for ns in namespaces]
+            threads = [threading.Thread(target=add, args=(pod,)) for pod in pods]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
-            added = [r for r in results if r[2] == "ok"]
+            added = [r for r in results if r[1] == "ok"]
             codes: dict[int, int] = {}
-            for _, _, outcome, document in results:
+            for _, outcome, document in results:
                 if outcome != "ok":
                     code = (document or {}).get("code", -1)
                     codes[code] = codes.get(code, 0) + 1
-            for ns, container_id, outcome, document in results:
-                load.delete_until_gone(container_id, f"/var/run/netns/{ns}", document if outcome == "ok" else None)
+            for pod, outcome, document in results:
+                load.delete_until_gone(pod.container_id, pod.netns, document if outcome == "ok" else None)
             figures: dict[str, Any] = {"ADDs": len(results), "succeeded": len(added), "failed by code": codes}
-            figures.update({f"left: {k}": v for k, v in node.leftovers().items()})
+            figures.update({f"left: {k}": v for k, v in leftovers(node).items()})
             return figures
-        finally:
-            node.close()
     finally:
         sh("umount", mountpoint, check=False)
         os.rmdir(mountpoint)

@@ -11,20 +11,14 @@ Exit 0 only when every step passes.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-import uuid
 from typing import Any, Callable, TextIO
 
 from cni_render.cli.configfile import plugin_document
+from cni_render.cli.sandbox import REFERENCE_PLUGINS, Pod, Sandbox, SandboxError, pod_addresses
+from cni_render.cni.config import DEFAULT_BRIDGE
 from cni_render.cni.errors import CniError
 from cni_render.datapath.validate import SAMPLE_CONTAINER, Check, validate
-from cni_render.ipam.store import Store
 
 
 class Report:
@@ -71,51 +65,34 @@ def run(args: Any, stdout: TextIO) -> int:
 # --- --apply ----------------------------------------------------------------------
 
 
-def _sh(*argv: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=120, **kwargs)
-
-
-def _plugin_argv() -> list[str]:
-    return [sys.executable, "-m", "cni_render"]
-
-
 def apply_sample(args: Any, document: dict[str, Any], report: Report) -> None:
+    """ADD, CHECK and DEL of a sample pod by the plugin itself (in-process)
+    inside a throwaway node, an HTTP request from the node to the pod in
+    between, and nothing left after DEL."""
     if os.geteuid() != 0:
         report.line("FAIL", "apply", "--apply creates network namespaces: run it as root")
         return
-    tag = uuid.uuid4().hex[:8]
-    node, pod = f"cnir-validate-{tag}", f"cnir-validate-{tag}-pod"
-    tmp = tempfile.mkdtemp(prefix="cni-render-validate-")
-    sample = dict(document, stateDir=f"{tmp}/state", cniVersion=_apply_version(document))
-    if isinstance(sample.get("ipam"), dict):
-        sample["ipam"] = dict(sample["ipam"], dataDir=f"{tmp}/ipam")
-    listener: subprocess.Popen[str] | None = None
     try:
-        for name in (node, pod):
-            _sh("ip", "netns", "add", name)
-            _sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-        report.line("ok", "apply: throwaway namespaces", f"node {node}, pod {pod} (state in {tmp})")
+        sandbox = Sandbox("validate", search_path=("/opt/cni/bin", REFERENCE_PLUGINS))
+    except (SandboxError, OSError) as exc:
+        report.line("FAIL", "apply: throwaway namespaces", str(exc))
+        return
+    with sandbox:
+        pod = sandbox.add_pod(container_id=SAMPLE_CONTAINER)
+        sample = sandbox.contain(dict(document, cniVersion=_apply_version(document)))
+        report.line("ok", "apply: throwaway namespaces", f"node {sandbox.name}, pod {pod.name} (state in {sandbox.tmp})")
         result: dict[str, Any] = {}
 
         def add() -> str:
-            result.update(_cni(node, pod, "ADD", sample))
+            result.update(_cni(sandbox, pod, "ADD", sample))
             return ", ".join(ip["address"] for ip in result["ips"])
 
         if not report.step("apply: ADD", add):
             return
-        address = result["ips"][0]["address"].split("/")[0]
-        listener = _listen(pod)
-        report.step("apply: node reaches the pod", lambda: _connect(node, address))
-        report.step("apply: CHECK", lambda: _cni(node, pod, "CHECK", dict(sample, prevResult=result)) or "no drift")
-        report.step("apply: DEL", lambda: _cni(node, pod, "DEL", dict(sample, prevResult=result)) or "done")
-        report.step("apply: nothing left", lambda: _residue(node, tmp, sample))
-    finally:
-        if listener is not None:
-            listener.kill()
-            listener.wait()
-        for name in (pod, node):
-            _sh("ip", "netns", "del", name, check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
+        report.step("apply: node reaches the pod", lambda: _reach(sandbox, pod, pod_addresses(result)[0]))
+        report.step("apply: CHECK", lambda: _cni(sandbox, pod, "CHECK", dict(sample, prevResult=result)) or "no drift")
+        report.step("apply: DEL", lambda: _cni(sandbox, pod, "DEL", dict(sample, prevResult=result)) or "done")
+        report.step("apply: nothing left", lambda: _residue(sandbox, sample))
 
 
 def _apply_version(document: dict[str, Any]) -> str:
@@ -123,79 +100,27 @@ def _apply_version(document: dict[str, Any]) -> str:
     return version if version in ("0.4.0", "1.0.0", "1.1.0") else "1.0.0"  # CHECK needs 0.4.0+
 
 
-def _cni(node: str, pod: str, command: str, config: dict[str, Any]) -> Any:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": SAMPLE_CONTAINER,
-        "CNI_NETNS": f"/var/run/netns/{pod}",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": os.pathsep.join([os.path.dirname(sys.executable), "/opt/cni/bin", "/usr/lib/cni"]),
-        "CNI_RENDER_DAEMON_SOCKET": "",
-    }
-    proc = subprocess.run(
-        ["ip", "netns", "exec", node, *_plugin_argv()],
-        input=json.dumps(config), env=env, capture_output=True, text=True, timeout=120,
-    )
-    if proc.returncode != 0:
-        try:
-            error = json.loads(proc.stdout)
-            raise ValueError(f"code {error['code']}: {error['details']}")
-        except (ValueError, KeyError) as exc:
-            if isinstance(exc, ValueError) and str(exc).startswith("code "):
-                raise
-            raise ValueError(proc.stdout.strip() or proc.stderr.strip()) from None
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
+def _cni(sandbox: Sandbox, pod: Pod, command: str, config: dict[str, Any]) -> Any:
+    call = sandbox.cni(command, config, pod, timeout=120)
+    if call.exit_code != 0:
+        raise SandboxError(call.problem())
+    return call.json if call.stdout.strip() else None
 
 
-# A TCP listener inside the pod (IPv6 socket, IPv4 too) and a client on the
-# node; the traffic never leaves the throwaway namespaces.
-LISTENER = """
-import socket
-server = socket.socket(socket.AF_INET6)
-server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("::", 7777)); server.listen(4)
-print("ready", flush=True)
-while True:
-    connection, _ = server.accept(); connection.sendall(b"cni-render"); connection.close()
-"""
-
-CONNECTOR = """
-import socket, sys
-with socket.create_connection((sys.argv[1], 7777), timeout=3) as connection:
-    sys.stdout.write(connection.recv(64).decode())
-"""
+def _reach(sandbox: Sandbox, pod: Pod, address: str) -> str:
+    pod.serve_http("cni-render\n", port=7777)
+    answer = sandbox.http_get(address, port=7777)
+    if answer != "cni-render\n":
+        raise SandboxError(f"{address}:7777 answered {answer!r}, not the pod's server")
+    return f"HTTP to {address}:7777 answered"
 
 
-def _listen(pod: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", pod, sys.executable, "-c", LISTENER],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    assert proc.stdout is not None
-    proc.stdout.readline()
-    return proc
-
-
-def _connect(node: str, address: str) -> str:
-    deadline = time.monotonic() + 5
-    while True:
-        proc = _sh("ip", "netns", "exec", node, sys.executable, "-c", CONNECTOR, address, check=False)
-        if proc.returncode == 0 and proc.stdout == "cni-render":
-            return f"TCP to {address}:7777 answered"
-        if time.monotonic() > deadline:
-            raise ValueError(f"no TCP answer from {address}:7777: {proc.stderr.strip()}")
-        time.sleep(0.1)
-
-
-def _residue(node: str, tmp: str, sample: dict[str, Any]) -> str:
-    links = json.loads(_sh("ip", "netns", "exec", node, "ip", "-j", "link", "show").stdout)
-    bridge = sample.get("bridge", "cni-render0") if sample.get("mode") == "bridge" else None
-    left = [link["ifname"] for link in links if link["ifname"] not in ("lo", bridge)]
+def _residue(sandbox: Sandbox, sample: dict[str, Any]) -> str:
+    bridge = str(sample.get("bridge", DEFAULT_BRIDGE)) if sample.get("mode") == "bridge" else ""
+    left = sandbox.pod_links(bridge=bridge)
     if left:
-        raise ValueError(f"links left on the node: {', '.join(left)}")
-    held = [ip for ip, _, _ in Store(os.path.join(tmp, "ipam"), str(sample.get("name"))).allocations()]
+        raise SandboxError(f"links left on the node: {', '.join(left)}")
+    held = sandbox.allocations(str(sample.get("name")))
     if held:
-        raise ValueError(f"addresses still allocated: {', '.join(held)}")
+        raise SandboxError(f"addresses still allocated: {', '.join(held)}")
     return "no link, no allocation"

@@ -12,20 +12,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from throwaway import PLUGIN, Node, run
+from throwaway import Node, run
 
 
 def start_daemon(node: Node, *args: str) -> subprocess.Popen:
     """The node's daemon with extra arguments; node.socket names its socket."""
     node.mode = "daemon"
-    log = open(node.tmp / "daemon.log", "ab")
-    node.daemon = subprocess.Popen(["ip", "netns", "exec", node.name, PLUGIN, "daemon", "--socket", node.socket, *args],
-                                   stdout=log, stderr=log, env={k: v for k, v in os.environ.items() if k != "CNI_COMMAND"})
-    deadline = time.monotonic() + 30
-    while "listening on" not in node.daemon_log():
-        assert node.daemon.poll() is None and time.monotonic() < deadline, node.daemon_log()
-        time.sleep(0.05)
-    return node.daemon
+    return node.start_daemon(*args)
 
 
 def wait_for(predicate: Callable[[], object], seconds: float, what: str) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from typing import Iterator
 
 import pytest
 
-from throwaway import MODES, PLUGIN, TEMPLATE_SETS, Node, leftover_namespaces, root_links
+from cni_render.cli.sandbox import install_launchers
+from throwaway import MODES, TEMPLATE_SETS, Node, leftover_namespaces, root_links
 
 
 def namespaces_available() -> str | None:
@@ -45,7 +45,7 @@ def machine_untouched() -> Iterator[None]:
 def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The fast launchers `cni-render install` writes for a node's CNI bin dir."""
     directory = tmp_path_factory.mktemp("cni-bin")
-    subprocess.run([PLUGIN, "install", "--bin-dir", str(directory)], check=True, capture_output=True)
+    install_launchers(directory)
     return str(directory)
 
 
