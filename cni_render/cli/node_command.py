@@ -152,6 +152,8 @@ def _render(paths: Any, args: argparse.Namespace, stdout: TextIO) -> int:
     stdout.write(state.routes_batch or "# no change\n")
     stdout.write("# masquerade: nft -f -\n")
     stdout.write(state.masquerade_batch)
+    for refusal in state.refused:
+        stdout.write(f"# refused: {refusal.message}\n")
     return 0
 
 

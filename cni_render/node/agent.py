@@ -256,14 +256,21 @@ class Agent:
         self.say(f"wrote {self.paths.conflist}")
 
     def ensure_routes(self, desired: DesiredState) -> None:
+        for refusal in desired.refused:
+            node = {"metadata": {"name": refusal.node.name, "uid": refusal.node.uid}}
+            self.announce("PodCIDRRefused", refusal.message, key=f"refused {refusal.cidr}", node=node)
+        for unknown in desired.unknown:
+            if self.announced.get(unknown) is None:
+                self.announced[unknown] = unknown
+                self.say(unknown)
         for warning in desired.routes.warnings:
             self.announce("RouteSkipped", warning, key=warning)
         if desired.routes.changes:
             apply_routes(desired.routes)
-            for route in desired.routes.replace:
-                self.say(f"route {route.dst} via {route.via} (node {route.node})")
             for route in desired.routes.delete:
-                self.say(f"route {route.dst} removed (its node is gone)")
+                self.say(f"route {route.dst} via {route.via} removed")
+            for route in desired.routes.add:
+                self.say(f"route {route.dst} via {route.via} (node {route.node})")
         counts = {4: 0, 6: 0}
         for route in desired.routes.desired:
             counts[6 if ":" in route.dst else 4] += 1
@@ -289,15 +296,19 @@ class Agent:
         self.log.write(f"cni-render node: {message}\n")
         self.log.flush()
 
-    def announce(self, reason: str, message: str, warning: bool = True, key: str | None = None) -> None:
-        """Log ``message`` and post it as an Event on the Node, once per distinct message."""
+    def announce(
+        self, reason: str, message: str, warning: bool = True, key: str | None = None,
+        node: dict[str, Any] | None = None,
+    ) -> None:
+        """Log ``message`` and post it as an Event on ``node`` (default: this
+        agent's own Node), once per distinct message."""
         key = key or reason
         if self.announced.get(key) == message:
             return
         self.announced[key] = message
         self.say(f"{reason}: {message}")
         try:
-            self.cluster.node_event(self.own_node, reason, message, warning=warning)
+            self.cluster.node_event(node or self.own_node, reason, message, warning=warning)
         except Exception as exc:
             self.say(f"cannot post the event {reason}: {exc}")
 

@@ -44,13 +44,13 @@ class CurrentRoute:
 @dataclass
 class RoutePlan:
     desired: list[Route] = field(default_factory=list)
-    replace: list[Route] = field(default_factory=list)
-    delete: list[Route] = field(default_factory=list)
+    add: list[Route] = field(default_factory=list)
+    delete: list[Route] = field(default_factory=list)  # only ever routes of ours
     warnings: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> bool:
-        return bool(self.replace or self.delete)
+        return bool(self.add or self.delete)
 
 
 # gateway_of(address) -> None when the address is on-link, else why it is not
@@ -81,7 +81,7 @@ def desired_routes(own: str, nodes: Iterable[NodeInfo], not_on_link: OnLink) -> 
 def plan_routes(
     own: str, nodes: Iterable[NodeInfo], current: Sequence[CurrentRoute], not_on_link: OnLink
 ) -> RoutePlan:
-    """What to replace and delete so the main table holds exactly the desired routes of ours."""
+    """What to delete (of ours) and add so the main table holds exactly the desired routes of ours."""
     desired, warnings = desired_routes(own, nodes, not_on_link)
     ours = {_key(r.dst): r for r in current if r.protocol == ROUTE_PROTOCOL}
     foreign = {_key(r.dst): r for r in current if r.protocol != ROUTE_PROTOCOL}
@@ -97,10 +97,10 @@ def plan_routes(
             continue
         plan.desired.append(route)
         if key not in ours or ours[key].via != route.via:
-            plan.replace.append(route)
-    wanted = {_key(r.dst) for r in plan.desired}
+            plan.add.append(route)
+    kept = {_key(r.dst) for r in plan.desired if r not in plan.add}
     for key, present in sorted(ours.items(), key=lambda item: str(item[0])):
-        if key not in wanted:
+        if key not in kept:  # gone, or its gateway changed: deleted before it is added again
             plan.delete.append(Route(present.dst, present.via or ""))
     return plan
 
@@ -114,7 +114,7 @@ def render_routes(plan: RoutePlan) -> str:
     context = {
         "protocol": ROUTE_PROTOCOL,
         "delete": [vars_of(r) for r in plan.delete],
-        "replace": [vars_of(r) for r in plan.replace],
+        "add": [vars_of(r) for r in plan.add],
     }
     return render_node_template(ROUTES, context)
 
@@ -128,12 +128,18 @@ def uninstall_plan(current: Sequence[CurrentRoute]) -> RoutePlan:
     return plan_routes("", (), current, lambda address: None)
 
 
-def current_routes(ip_json: Sequence[dict[str, Any]]) -> list[CurrentRoute]:
-    """Routes from ``ip -json -Numeric route show table main`` (either family)."""
+DEFAULT_DESTINATIONS = {4: "0.0.0.0/0", 6: "::/0"}
+
+
+def current_routes(ip_json: Sequence[dict[str, Any]], version: int) -> list[CurrentRoute]:
+    """Routes from ``ip -json -Numeric -<version> route show table main``;
+    ``default`` is read as 0.0.0.0/0 or ::/0, like any other destination."""
     found = []
     for entry in ip_json:
         dst = entry.get("dst", "")
-        if dst == "default" or not dst:
+        if dst == "default":
+            dst = DEFAULT_DESTINATIONS[version]
+        if not dst:
             continue
         try:
             _key(dst)
@@ -157,9 +163,10 @@ def not_on_link_reason(route_get: Sequence[dict[str, Any]]) -> str | None:
 
 def read_current_routes() -> list[CurrentRoute]:
     """Both families' main-table routes, with their protocol numbers."""
-    entries = system.ip_query(["-4", "route", "show", "table", "main"])
-    entries += system.ip_query(["-6", "route", "show", "table", "main"])
-    return current_routes(entries)
+    found = []
+    for version in FAMILIES:
+        found += current_routes(system.ip_query([f"-{version}", "route", "show", "table", "main"]), version)
+    return found
 
 
 def kernel_not_on_link(address: str) -> str | None:

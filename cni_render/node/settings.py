@@ -3,16 +3,25 @@ and what the operator chose (the ConfigMap ``cni-render-settings``).
 
 ConfigMap keys (all optional; an empty value means the default):
 
-=================  =========================================================
-``clusterCIDRs``   pod CIDRs never masqueraded to, besides every node's own
-                   (comma or space separated; default: only the nodes')
-``mtu``            MTU of the pods' interfaces (default: the node's uplink)
-``masquerade``     ``true``/``false``: egress masquerade (default true)
-``mode``           ``routed`` or ``bridge`` (the template set; default routed)
-``metricsAddress`` ``host:port`` of metrics and /healthz (default :9645;
-                   read at start)
-``resyncSeconds``  the periodic re-check (default 30)
-=================  =========================================================
+========================  ==================================================
+``clusterCIDRs``          the cluster's pod CIDRs (the controller manager's
+                          ``--cluster-cidr``, comma or space separated): a
+                          Node's pod CIDR outside them is refused, and they
+                          are never masqueraded to (default: learned from
+                          this node's own pod CIDRs, see
+                          :func:`cni_render.node.nodeinfo.cluster_bounds`)
+``minPodCIDRPrefixIPv4``  a Node's IPv4 pod CIDR shorter than this is
+                          refused (default 8)
+``minPodCIDRPrefixIPv6``  the same for IPv6 (default 32)
+``mtu``                   MTU of the pods' interfaces (default: the node's
+                          uplink)
+``masquerade``            ``true``/``false``: egress masquerade (default true)
+``mode``                  ``routed`` or ``bridge`` (the template set; default
+                          routed)
+``metricsAddress``        ``host:port`` of /metrics (default :9645; read at
+                          start); /healthz is served on 127.0.0.1 only
+``resyncSeconds``         the periodic re-check (default 30)
+========================  ==================================================
 
 A bad value is refused with the key and what is wrong, and the agent keeps
 the settings it had.
@@ -47,6 +56,13 @@ class Settings:
     mode: str = "routed"
     metrics_address: str = DEFAULT_METRICS_ADDRESS
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
+    min_prefix_ipv4: int = 8
+    min_prefix_ipv6: int = 32
+
+    @property
+    def min_prefix(self) -> dict[int, int]:
+        """{4: ..., 6: ...}: the shortest pod CIDR prefix a Node may hold, per family."""
+        return {4: self.min_prefix_ipv4, 6: self.min_prefix_ipv6}
 
 
 @dataclass(frozen=True)
@@ -166,6 +182,15 @@ def _seconds(key: str, text: str) -> float:
     return seconds
 
 
+def _prefix(bits: int) -> Any:
+    def parse(key: str, text: str) -> int:
+        if not text.lstrip("/").isdigit() or not 1 <= int(text.lstrip("/")) <= bits:
+            raise SettingsError(f"{key}: {text!r} is not a prefix length from 1 to {bits}")
+        return int(text.lstrip("/"))
+
+    return parse
+
+
 _PARSERS = {
     "clusterCIDRs": ("cluster_cidrs", _cidrs),
     "mtu": ("mtu", _mtu),
@@ -173,6 +198,8 @@ _PARSERS = {
     "mode": ("mode", _mode),
     "metricsAddress": ("metrics_address", _address),
     "resyncSeconds": ("resync_seconds", _seconds),
+    "minPodCIDRPrefixIPv4": ("min_prefix_ipv4", _prefix(32)),
+    "minPodCIDRPrefixIPv6": ("min_prefix_ipv6", _prefix(128)),
 }
 
 

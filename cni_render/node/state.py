@@ -1,6 +1,8 @@
 """The node's desired state, computed purely from what the cluster says:
 the conflist, the route plan and the masquerade batch. The agent applies it;
-``cni-render node render`` prints it."""
+``cni-render node render`` prints it. Only the pod CIDRs the agent believes
+(:func:`cni_render.node.nodeinfo.admit_pod_cidrs`) are used: a refused one is
+neither routed, nor exempt from masquerade, nor this node's pods' range."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any, Sequence
 
 from cni_render.node.conflist import NoPodCidr, build_conflist, conflist_bytes
 from cni_render.node.masquerade import cluster_networks, render_masquerade
-from cni_render.node.nodeinfo import NodeInfo, parse_networks
+from cni_render.node.nodeinfo import NodeInfo, Refusal, admit_pod_cidrs, parse_networks
 from cni_render.node.routes import CurrentRoute, OnLink, RoutePlan, plan_routes, render_routes
 from cni_render.node.settings import Settings
 
@@ -32,6 +34,8 @@ class DesiredState:
     routes: RoutePlan
     routes_batch: str
     masquerade_batch: str
+    refused: tuple[Refusal, ...] = ()
+    unknown: tuple[str, ...] = ()
 
     @property
     def conflist_bytes(self) -> bytes | None:
@@ -46,19 +50,24 @@ def desired_state(
     current_routes: Sequence[CurrentRoute],
     not_on_link: OnLink,
 ) -> DesiredState:
-    mine = next((node for node in nodes if node.name == own), NodeInfo(own))
+    admission = admit_pod_cidrs(own, nodes, settings.cluster_cidrs, settings.min_prefix)
+    believed = admission.nodes
+    mine = next((node for node in believed if node.name == own), NodeInfo(own))
     try:
         document, problem = node_conflist(mine, settings, facts), None
     except NoPodCidr as exc:
-        document, problem = None, str(exc)
-    plan = plan_routes(own, nodes, current_routes, not_on_link)
-    networks = cluster_networks(nodes, settings.cluster_cidrs)
+        refusals = [refusal.message for refusal in admission.refused if refusal.node.name == own]
+        document, problem = None, "; ".join(refusals) or str(exc)
+    plan = plan_routes(own, believed, current_routes, not_on_link)
+    networks = cluster_networks(believed, settings.cluster_cidrs)
     return DesiredState(
         conflist=document,
         conflist_problem=problem,
         routes=plan,
         routes_batch=render_routes(plan),
         masquerade_batch=render_masquerade(settings.masquerade, networks),
+        refused=admission.refused,
+        unknown=admission.unknown,
     )
 
 

@@ -1,7 +1,8 @@
 """The node agent's routes and masquerade applied for real, inside throwaway node
 namespaces: routes carry the agent's protocol, uninstall removes exactly its own
-(a foreign route survives), and traffic shows masquerade to the outside while
-pod-to-pod traffic between nodes keeps its source."""
+(a foreign route survives), a Node claiming 0.0.0.0/0 leaves the node's default
+route alone, and traffic shows masquerade to the outside while pod-to-pod
+traffic between nodes keeps its source."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from cni_render.node.routes import (
     plan_routes,
     read_current_routes,
 )
-from cni_render.node.settings import Paths
+from cni_render.node.settings import Paths, Settings
+from cni_render.node.state import NodeFacts, desired_state
 from cni_render.node.uninstall import leftovers, uninstall
 from throwaway import Node
 
@@ -90,6 +92,31 @@ def test_routes_carry_the_protocol_and_uninstall_removes_exactly_ours(plain_node
     assert routes(node, "proto", str(ROUTE_PROTOCOL)) == {}
     remaining = routes(node, "proto", "static")
     assert set(remaining) == {"10.99.0.0/24", "10.244.5.0/24"}  # the foreign routes survive
+
+
+EVIL = NodeInfo("evil", ("0.0.0.0/0", "::/0"), ("192.0.2.66", "2001:db8::66"))
+
+
+def test_a_node_claiming_every_address_leaves_the_default_route_alone(plain_node):
+    node = plain_node
+    uplink(node)
+    node.exec(["ip", "-6", "route", "add", "default", "via", "2001:db8::1"])
+    before = routes(node)
+    assert before["default"]["gateway"] in ("192.0.2.1", "2001:db8::1")
+    facts = NodeFacts(uplink_mtu=1500, portmap=False, template_dir="/run/cni-render/templates")
+
+    with system.in_netns(node.netns):  # the agent's path: the claim is refused
+        state = desired_state("a", [A, B, EVIL], Settings(), facts, read_current_routes(), kernel_not_on_link)
+        apply_routes(state.routes)
+    assert {refusal.cidr for refusal in state.refused} == {"0.0.0.0/0", "::/0"}
+    assert "0.0.0.0/0" not in state.masquerade_batch
+    reconcile(node, [A, B, EVIL])  # and even unchecked, a route is added, never replaced
+    reconcile(node, [A, B])  # the Node is deleted
+    for family, gateway in (("-4", "192.0.2.1"), ("-6", "2001:db8::1")):
+        default = json.loads(node.exec(["ip", "-j", "-N", family, "route", "show", "default"]).stdout)
+        assert [r["gateway"] for r in default] == [gateway], default
+        assert default[0].get("protocol") != str(ROUTE_PROTOCOL), default
+    assert set(routes(node, "proto", str(ROUTE_PROTOCOL))) == {"10.244.1.0/24", "fd00:10:244:1::/64"}
 
 
 def node_paths(tmp_path: Path) -> Paths:

@@ -1,9 +1,12 @@
-"""The egress masquerade table: every pod CIDR and cluster CIDR, collapsed, both families."""
+"""The egress masquerade table: every believed pod CIDR and cluster CIDR, collapsed, both
+families; a refused pod CIDR (0.0.0.0/0) never exempts anything from masquerade."""
 
 from __future__ import annotations
 
 from cni_render.node.masquerade import TABLE, cluster_networks, render_masquerade
 from cni_render.node.nodeinfo import NodeInfo
+from cni_render.node.settings import Settings
+from cni_render.node.state import NodeFacts, desired_state
 
 NODES = [
     NodeInfo("a", ("10.244.0.0/24", "fd00:10:244::/64")),
@@ -47,3 +50,25 @@ def test_disabled_only_removes_the_table():
     assert render_masquerade(False, cluster_networks(NODES, ())) == (
         f"table inet {TABLE}\ndelete table inet {TABLE}\n"
     )
+
+
+def test_a_node_claiming_everything_does_not_turn_masquerade_off():
+    nodes = [
+        NodeInfo("a", ("10.244.0.0/24",), ("192.0.2.10",)),
+        NodeInfo("b", ("10.244.1.0/24",), ("192.0.2.11",)),
+        NodeInfo("evil", ("0.0.0.0/0", "10.244.0.0/16"), ("192.0.2.66",)),
+    ]
+    facts = NodeFacts(uplink_mtu=1500, portmap=False, template_dir="/run/cni-render/templates")
+    state = desired_state("a", nodes, Settings(), facts, [], lambda address: None)
+    assert "elements = { 10.244.0.0/23 }" in state.masquerade_batch
+    assert "0.0.0.0/0" not in state.masquerade_batch and "10.244.0.0/16" not in state.masquerade_batch
+    assert {(r.cidr, r.node.name) for r in state.refused} == {("0.0.0.0/0", "evil"), ("10.244.0.0/16", "evil")}
+    assert "0.0.0.0/0" not in state.routes_batch
+
+
+def test_this_nodes_own_refused_pod_cidr_gives_no_conflist():
+    nodes = [NodeInfo("a", ("192.0.2.0/24",), ("192.0.2.10",))]
+    facts = NodeFacts(uplink_mtu=1500, portmap=False, template_dir="/t")
+    state = desired_state("a", nodes, Settings(cluster_cidrs=("192.0.0.0/8",)), facts, [], lambda address: None)
+    assert state.conflist is None
+    assert "contains the node address 192.0.2.10" in (state.conflist_problem or "")
