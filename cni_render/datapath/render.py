@@ -28,6 +28,7 @@ import jinja2
 
 from cni_render.cni.errors import TemplateError
 from cni_render.cni.resources import templates_root
+from cni_render.datapath.checks import check_batch
 from cni_render.datapath.environment import batch_token, json_value, template_environment
 from cni_render.datapath.plan import Plan, TeardownPlan
 from cni_render.datapath.template_sets import (
@@ -174,6 +175,14 @@ class Renderer:
         return self.loader.locate(name)
 
     def render_slot(self, slot: str, context: dict[str, Any], required: bool = False) -> str:
+        """One slot's text, checked against what a batch may hold
+        (:mod:`cni_render.datapath.checks`) before anyone can run it."""
+        text = self._render_slot(slot, context, required)
+        if text:
+            check_batch(slot + TEMPLATE_SUFFIX, text, self.path(slot))
+        return text
+
+    def _render_slot(self, slot: str, context: dict[str, Any], required: bool) -> str:
         name = slot + TEMPLATE_SUFFIX
         env = self.json_env if slot.endswith(".json") else self.batch_env
         try:

@@ -7,8 +7,10 @@ rest when it fails where later steps would only repeat the failure:
 1. the config against the JSON Schema: every error, with its JSON path;
 2. the in-process IPAM ranges parse;
 3. every template of the set compiles (with the operator's overrides);
-4. every template renders for a sample pod in every spec version, and the
-   result is a valid CNI result that converts to that version.
+4. every template renders for a sample pod in every spec version (with and
+   without ``ipMasq``, so the nft templates are rendered too), every batch
+   holds only what :mod:`cni_render.datapath.checks` allows, and the result
+   is a valid CNI result that converts to that version.
 
 Pure: templates are read, nothing runs, nothing is written.
 """
@@ -125,5 +127,8 @@ def _render(document: Mapping[str, Any], version: str) -> str:
     if problem:
         raise ValueError(f"the result is not a CNI result: {problem}")
     convert_result(shown.add.result or {}, version)
+    if not config.ip_masq:  # the nft templates run once ipMasq is on: render and check them now
+        masquerading = _load(document, cniVersion=version, ipMasq=True)
+        preview(request_for(SAMPLE_CONTAINER, SAMPLE_NETNS, "eth0"), masquerading, renderer)
     lines = sum(batch.count("\n") for batch in (shown.add.setup_batch, shown.add.host_batch, shown.add.pod_batch))
     return f"{lines} batch lines; pod {', '.join(a.cidr for a in shown.plan.addresses)}"

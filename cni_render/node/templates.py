@@ -1,7 +1,9 @@
 """The node agent's batch templates (``templates/agent/``), rendered in the
 same environment as the pod templates
 (:func:`cni_render.datapath.environment.template_environment`): sandboxed,
-StrictUndefined, and every ``{{ }}`` value one safe token."""
+StrictUndefined, and every ``{{ }}`` value one safe token; the rendered batch
+is checked like a pod batch (:mod:`cni_render.datapath.checks`), its nft
+statements confined to the agent's own table."""
 
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ import jinja2
 
 from cni_render.cni.errors import TemplateError
 from cni_render.cni.resources import templates_root
+from cni_render.datapath.checks import check_batch
 from cni_render.datapath.environment import template_environment
 
 NODE_SET = "agent"
 ROUTES = "routes.ip.j2"
 MASQUERADE = "masquerade.nft.j2"
+# The nft tables the agent's templates may touch: node/masquerade.py's TABLE.
+AGENT_TABLES = frozenset({"cni-render-node"})
 
 
 def _source(name: str) -> str:
@@ -29,10 +34,13 @@ _ENVIRONMENT = template_environment(jinja2.FunctionLoader(_source))
 
 
 def render_node_template(name: str, context: dict[str, Any]) -> str:
-    """Render ``templates/agent/<name>``; TemplateError naming the file otherwise."""
+    """Render ``templates/agent/<name>`` and check the batch; TemplateError
+    naming the file otherwise."""
     try:
-        return _ENVIRONMENT.get_template(name).render(context)
+        text = _ENVIRONMENT.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{NODE_SET}/{name}:{exc.lineno}: {exc.message}") from exc
     except Exception as exc:  # undefined variable, unsafe value
         raise TemplateError(f"{NODE_SET}/{name}: {exc}") from exc
+    check_batch(name, text, f"{NODE_SET}/{name}", nft_tables=AGENT_TABLES)
+    return text
