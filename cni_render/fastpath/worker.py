@@ -41,6 +41,7 @@ from cni_render.fastpath.wire import (
     identity,
     parse_request_header,
 )
+from cni_render.host import system
 
 REQUEST_SECONDS = 5.0  # a caller sends its whole request at once
 SEND_SECONDS = 30.0
@@ -132,6 +133,7 @@ class Worker:
         self.log = log
         self.stop_seconds = stop_seconds
         self.home = identity("/proc/thread-self/ns/net")
+        system.keep_uplink_mtu()  # per process: each worker has its own change feed
         self.calls: set[Call] = set()
         self.per_caller: dict[int, int] = {}
         self.changed = threading.Condition()

@@ -24,6 +24,8 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE = 18, 22, 26
 RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
+RTM_DELLINK, RTM_DELROUTE = 17, 25
+RTMGRP_LINK, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x1, 0x40, 0x400
 
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 10, 18, 20
 IFLA_INFO_KIND = 1
@@ -178,3 +180,43 @@ class Netlink:
             if index in by_index:
                 by_index[index]["addr_info"].append(info)
         return links, self.routes({index: link["ifname"] for index, link in by_index.items()})
+
+
+class Changes:
+    """A socket the kernel tells of link and route changes in the namespace it
+    was opened in. Reading never blocks: :meth:`touched` drains what arrived
+    since the last call."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK, NETLINK_ROUTE
+        )
+        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def touched(self, link_index: int | None) -> bool:
+        """Whether, since the last call, link ``link_index`` changed (or went),
+        a default route came or went, or notifications were lost (the
+        socket's buffer overflowed): then the caller reads the state again."""
+        touched = False
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                return touched
+            except OSError:  # ENOBUFS: some were dropped, so anything may have changed
+                touched = True
+                continue
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, kind, _, _, _ = _NLMSGHDR.unpack_from(data, offset)
+                if length < _NLMSGHDR.size:
+                    break
+                payload = data[offset + _NLMSGHDR.size : offset + length]
+                if kind in (RTM_NEWLINK, RTM_DELLINK) and len(payload) >= _IFINFOMSG.size:
+                    touched |= link_index is not None and _IFINFOMSG.unpack_from(payload)[2] == link_index
+                elif kind in (RTM_NEWROUTE, RTM_DELROUTE) and len(payload) >= _RTMSG.size:
+                    touched |= _RTMSG.unpack_from(payload)[1] == 0  # dst_len 0: a default route
+                offset += (length + 3) & ~3

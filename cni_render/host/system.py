@@ -17,6 +17,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -446,19 +447,63 @@ def link_aliases() -> dict[str, str]:
 
 def default_route_mtu(fallback: int = 1500) -> int:
     """MTU of the interface holding the node's default route (IPv4 first), else ``fallback``."""
+    if _uplink_mtu is not None and _uplink_mtu.pid == os.getpid():
+        return _uplink_mtu.get(fallback)
+    return _read_uplink(fallback)[0]
+
+
+def _read_uplink(fallback: int) -> tuple[int, int | None]:
+    """(MTU, link index) of the default route's interface; (fallback, None) without one."""
     links, routes = read_state()
-    mtus: dict[str, Any] = {link["ifname"]: link.get("mtu") for link in links}
+    by_name: dict[str, Any] = {link["ifname"]: link for link in links}
     for family in ("inet", "inet6"):
         for route in routes:
+            link = by_name.get(route.get("dev", ""))
             if (
                 route["family"] == family
                 and route["dst"] == "default"
                 and route["table"] == "main"
                 and route.get("type") == "unicast"
-                and mtus.get(route.get("dev", ""))
+                and link
+                and link.get("mtu")
             ):
-                return int(mtus[route["dev"]])
-    return fallback
+                return int(link["mtu"]), int(link["ifindex"])
+    return fallback, None
+
+
+class UplinkMtu:
+    """The uplink MTU kept by a long-lived process (a daemon worker): read once,
+    and read again only when the kernel reports that the uplink changed or a
+    default route came or went, instead of a netlink dump of every link and
+    route on every ADD. The pods' own veths do not count as changes."""
+
+    def __init__(self) -> None:
+        from cni_render.host.netlink import Changes
+
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.changes = Changes()  # bound to this process's namespace: the node's
+        self.known: tuple[int, int | None] | None = None
+        self.reads = 0
+
+    def get(self, fallback: int) -> int:
+        with self.lock:
+            # drain first, then read: a change after the read is seen next time
+            touched = self.changes.touched(self.known[1] if self.known else None)
+            if self.known is None or touched or self.known[1] is None and self.known[0] != fallback:
+                self.known = _read_uplink(fallback)
+                self.reads += 1
+            return self.known[0]
+
+
+_uplink_mtu: UplinkMtu | None = None
+
+
+def keep_uplink_mtu() -> UplinkMtu:
+    """From now on this process keeps the uplink MTU (:class:`UplinkMtu`)."""
+    global _uplink_mtu
+    _uplink_mtu = UplinkMtu()
+    return _uplink_mtu
 
 
 def netns_problem(netns: str) -> str | None:
