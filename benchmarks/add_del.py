@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cni_render.cli.sandbox import REFERENCE_PLUGINS, Pod, Sandbox
-from cni_render.fastpath.daemon import memory_pss_kib
+from cni_render.host.procfs import memory_pss_kib
 
 
 @dataclass
