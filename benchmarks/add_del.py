@@ -13,7 +13,10 @@ whose creation is not timed. Prints medians and the ratio to the reference:
 
 cni-render runs as a node gets it: the launcher `cni-render install` writes,
 with the node daemon (`cni-render daemon`, started inside the node) and, as
-"cni-render in-process", with the daemon switched off.
+"cni-render in-process", with the daemon switched off. "cni-render, no mtu"
+is the daemon with a config without `mtu`, as the agent's conflist may be:
+every ADD needs the uplink's MTU (the node has an uplink with a default
+route), and the daemon is restarted first, as after a reboot.
 
 Usage: benchmarks/add_del.py [--rounds 30] [--burst 110] [--only LABEL]
 Run as root (make bench). Nothing is left behind.
@@ -45,7 +48,7 @@ class Subject:
     env: dict = field(default_factory=dict)
 
 
-LABELS = ("ptp+host-local", "cni-render", "cni-render in-process")
+LABELS = ("ptp+host-local", "cni-render", "cni-render, no mtu", "cni-render in-process")
 
 
 def subjects(node: Sandbox, names: list[str]) -> list[Subject]:
@@ -62,9 +65,21 @@ def subjects(node: Sandbox, names: list[str]) -> list[Subject]:
              "ipam": {"type": "host-local", "ranges": ranges, "routes": routes, "dataDir": str(node.tmp / "host-local")}},
         ),
         "cni-render": Subject("cni-render", launcher, config, {"CNI_RENDER_DAEMON_SOCKET": node.socket}),
+        "cni-render, no mtu": Subject("cni-render, no mtu", launcher, {k: v for k, v in config.items() if k != "mtu"},
+                                      {"CNI_RENDER_DAEMON_SOCKET": node.socket}),
         "cni-render in-process": Subject("cni-render in-process", launcher, config, {"CNI_RENDER_DAEMON_SOCKET": ""}),
     }
     return [found[name] for name in names]
+
+
+def add_uplink(node: Sandbox) -> None:
+    """An uplink with a default route inside the node (a veth pair whose far end
+    stays in the node): what MTU detection reads. Nothing is sent over it."""
+    node.exec(["ip", "link", "add", "uplink", "mtu", "1500", "type", "veth", "peer", "name", "uplink-peer"])
+    for link in ("uplink-peer", "uplink"):
+        node.exec(["ip", "link", "set", link, "up"])
+    node.exec(["ip", "addr", "add", "192.0.2.10/24", "dev", "uplink"])
+    node.exec(["ip", "route", "add", "default", "via", "192.0.2.1", "dev", "uplink"])
 
 
 def call(node: Sandbox, subject: Subject, command: str, pod: Pod | None, config: dict | None = None) -> tuple[float, str]:
@@ -150,22 +165,27 @@ def main() -> int:
     tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else None
     table: dict[str, dict[str, float]] = {}
     with Sandbox("bench", install=True, daemon=True, tmp_parent=tmpfs) as node:
+        add_uplink(node)
         for subject in subjects(node, options.only or list(LABELS)):
+            if subject.label == "cni-render, no mtu":
+                node.stop_daemon()
+                node.start_daemon()
             warmup = node.add_pod(container_id="warmup")
             call(node, subject, "ADD", warmup)  # first-run caches
             call(node, subject, "DEL", warmup)
             node.remove_pod(warmup)
             times = sequential(node, subject, options.rounds)
             row = {name: statistics.median(values) for name, values in times.items() if values}
-            if options.burst and subject.label != "cni-render in-process":
+            if options.burst and "in-process" not in subject.label:
                 row["burst ADD"], row["burst DEL"] = burst(node, subject, options.burst)
             row["peak RSS (MiB)"] = peak_rss(node, subject)
             table[subject.label] = row
-        if "cni-render" in table:
-            table["cni-render"]["daemon RSS (MiB)"] = daemon_rss(node)
+        daemon_label = next((label for label in ("cni-render, no mtu", "cni-render") if label in table), None)
+        if daemon_label:  # the daemon that served the last subject
+            table[daemon_label]["daemon RSS (MiB)"] = daemon_rss(node)
             pids = node.daemon_pids()
-            table["cni-render"]["daemon PSS (MiB)"] = memory_pss_kib(pids) / 1024
-            table["cni-render"]["daemon processes"] = len(pids)
+            table[daemon_label]["daemon PSS (MiB)"] = memory_pss_kib(pids) / 1024
+            table[daemon_label]["daemon processes"] = len(pids)
     print_table(table, options)
     return 0
 
