@@ -14,6 +14,11 @@ its addresses, the node end, and the addresses only once the node end is
 gone. A delegated IPAM is asked to collect last, told to keep every
 attachment that still has a node end. Errors are collected and reported
 together.
+
+Every GC, with or without the list, also drops cni-render-ipam's orphaned
+index entries (a SIGKILL in the middle of an ADD or DEL leaves a record
+naming an address its attachment no longer holds, see ipam.store): the
+owner file decides, so no address is released by it.
 """
 
 from __future__ import annotations
@@ -126,6 +131,14 @@ def run(inv: Invocation) -> None:
             problems.extend(trouble)
             if not gone:
                 kept.add(attachment)
+    if isinstance(ipam, LocalIpam):
+        try:
+            swept = ipam.sweep_records()
+        except CniError as exc:
+            problems.append(exc)
+        else:
+            if swept:
+                inv.log.info(f"GC: dropped {swept} orphaned attachment record entries")
     if isinstance(ipam, DelegatedIpam):
         try:
             _forward(inv, ipam, valid, kept)

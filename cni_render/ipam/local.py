@@ -73,11 +73,13 @@ class LocalIpam:
             return store.find(self.container_id, self.ifname)
 
     def delete(self) -> list[str]:
-        """Release every address of (container, ifname); returns them."""
+        """Release every address of (container, ifname); returns them. The
+        record goes last, with any orphan a killed ADD or DEL left in it."""
         with self.store.locked() as store:
             released = store.find(self.container_id, self.ifname)
             for ip in released:
                 store.release(ip)
+            store.prune_record(self.container_id, self.ifname)
         return released
 
     def check(self, expected: Iterable[str]) -> None:
@@ -110,7 +112,14 @@ class LocalIpam:
                 if not is_valid((container_id, ifname), valid):
                     store.release(ip)
                     stale.append((ip, container_id, ifname))
+            store.sweep_records()
         return stale
+
+    def sweep_records(self) -> int:
+        """Drop the index entries that name no address of their attachment
+        (a killed ADD or DEL left them); releases nothing. Returns how many."""
+        with self.store.locked() as store:
+            return store.sweep_records()
 
     def status(self) -> None:
         problem = self.store.writable()
