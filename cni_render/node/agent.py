@@ -117,8 +117,9 @@ class Agent:
         self.metrics.registry.register(
             IpamCollector(lambda: ipam_usage(self.conflist_document, self.paths.ipam_dir))
         )
-        serve_metrics(host, port, self.metrics, self.health)
-        self.say(f"metrics on {self.settings.metrics_address} (/metrics, /healthz)")
+        health_host, health_port = split_address(self.settings.health_address)
+        serve_metrics(host, port, self.metrics, self.health, health_host, health_port)
+        self.say(f"metrics on {self.settings.metrics_address} (/metrics), /healthz on {self.settings.health_address}")
 
     def health(self) -> str | None:
         """None while the reconcile loop runs and the daemon lives (liveness)."""

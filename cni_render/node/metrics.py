@@ -1,6 +1,9 @@
 """Prometheus metrics of the node, with prometheus_client (its registry, its
-exposition, its HTTP handling), on the agent's metrics address, plus
-``/healthz`` for the liveness probe.
+exposition), on the agent's metrics address, and ``/healthz`` for the
+liveness probe on a loopback address of its own (127.0.0.1:9646): pods can
+reach the metrics port, never the probe's. Both listeners serve each
+connection in a thread of their own, a bounded number at once, and close a
+connection silent for 5 s.
 
 CNI calls are served by the daemon's worker processes; the daemon writes one
 line per call on its stderr (``cni-render daemon: ADD <id>/<if> -> <exit> in
@@ -27,9 +30,11 @@ nothing and need no shared state between processes.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 import threading
+from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterator, Mapping
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -100,8 +105,6 @@ def ipam_usage(document: Mapping[str, Any] | None, data_dir: str) -> list[tuple[
     """(network, range, in use, free) for every range of the conflist, read-only."""
     if not document:
         return []
-    import ipaddress
-
     from cni_render.ipam.model import parse_ipam_config
     from cni_render.ipam.store import Store
 
@@ -124,30 +127,99 @@ def ipam_usage(document: Mapping[str, Any] | None, data_dir: str) -> list[tuple[
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 5  # seconds a connection may stay silent; then it is closed (StreamRequestHandler)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         pass
 
 
-class _Server(WSGIServer):
+class _Server(ThreadingMixIn, WSGIServer):
+    """A request per thread, at most ``max_connections`` at once: a connection
+    beyond that is closed at once, so idle or slow clients cost a bounded
+    number of threads and never hold the accept loop."""
+
     daemon_threads = True
+    block_on_close = False
+    max_connections = 32
+    request_queue_size = 256  # the listen backlog: a burst of connections is accepted (and refused), not dropped
+
+    def server_activate(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.max_connections)
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that timed out or went away: nothing to report
 
 
-def serve_metrics(host: str, port: int, metrics: Metrics, healthy: Callable[[], str | None]) -> WSGIServer:
-    """Serve ``/metrics`` (and every other path but ``/healthz``) from the registry,
-    and ``/healthz``: 200 when ``healthy()`` is None, else 503 with the reason."""
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class Served:
+    """The two listeners: /metrics on the metrics address, /healthz on loopback."""
+
+    def __init__(self, metrics: WSGIServer, health: WSGIServer):
+        self.metrics, self.health = metrics, health
+
+    def close(self) -> None:
+        for server in (self.metrics, self.health):
+            server.shutdown()
+            server.server_close()
+
+
+def serve_metrics(
+    host: str, port: int, metrics: Metrics, healthy: Callable[[], str | None],
+    health_host: str = "127.0.0.1", health_port: int = 9646,
+) -> Served:
+    """Serve ``/metrics`` from the registry on ``host:port`` (every path but
+    ``/healthz``, which is 404 there), and ``/healthz`` alone on the loopback
+    address ``health_host:health_port``: 200 when ``healthy()`` is None, else
+    503 with the reason. Each listener serves concurrently, bounded, with a
+    read timeout per connection, so no client off the node can delay the
+    liveness probe."""
     exposition = make_wsgi_app(metrics.registry)
 
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+    def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") == "/healthz":
-            problem = healthy()
-            status = "200 OK" if problem is None else "503 Service Unavailable"
-            start_response(status, [("Content-Type", "text/plain")])
-            return [(problem or "ok").encode() + b"\n"]
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [f"/healthz is served on {health_host}:{health_port} only\n".encode()]
         return exposition(environ, start_response)
 
-    server = _bind(host, port, app)
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    return server
+    def health_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != "/healthz":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"only /healthz here\n"]
+        problem = healthy()
+        status = "200 OK" if problem is None else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "text/plain")])
+        return [(problem or "ok").encode() + b"\n"]
+
+    if not ipaddress.ip_address(health_host).is_loopback:
+        raise ValueError(f"/healthz is served on a loopback address only, not {health_host}")
+    served = Served(_bind(host, port, metrics_app), _bind(health_host, health_port, health_app))
+    for name, server in (("metrics", served.metrics), ("health", served.health)):
+        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+    return served
 
 
 def _bind(host: str, port: int, app: Callable[..., Any]) -> WSGIServer:
@@ -160,11 +232,3 @@ def _bind(host: str, port: int, app: Callable[..., Any]) -> WSGIServer:
         if host:
             raise
         return make_server("0.0.0.0", port, app, server_class=_Server, handler_class=_QuietHandler)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()

@@ -19,7 +19,9 @@ ConfigMap keys (all optional; an empty value means the default):
 ``mode``                  ``routed`` or ``bridge`` (the template set; default
                           routed)
 ``metricsAddress``        ``host:port`` of /metrics (default :9645; read at
-                          start); /healthz is served on 127.0.0.1 only
+                          start)
+``healthAddress``         loopback ``host:port`` of /healthz, the liveness
+                          probe's (default 127.0.0.1:9646; read at start)
 ``resyncSeconds``         the periodic re-check (default 30)
 ========================  ==================================================
 
@@ -40,6 +42,7 @@ SETTINGS_CONFIGMAP = "cni-render-settings"
 TEMPLATES_CONFIGMAP = "cni-render-templates"
 NAMESPACE = "kube-system"
 DEFAULT_METRICS_ADDRESS = ":9645"
+DEFAULT_HEALTH_ADDRESS = "127.0.0.1:9646"
 DEFAULT_RESYNC_SECONDS = 30.0
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -55,6 +58,7 @@ class Settings:
     masquerade: bool = True
     mode: str = "routed"
     metrics_address: str = DEFAULT_METRICS_ADDRESS
+    health_address: str = DEFAULT_HEALTH_ADDRESS
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     min_prefix_ipv4: int = 8
     min_prefix_ipv6: int = 32
@@ -172,6 +176,18 @@ def _address(key: str, text: str) -> str:
     return text
 
 
+def _loopback_address(key: str, text: str) -> str:
+    host = split_address(_address(key, text))[0]
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise SettingsError(f"{key}: {text!r} is not on a loopback address (e.g. 127.0.0.1:9646): "
+                            "anything else lets pods delay the liveness probe")
+    return text
+
+
 def _seconds(key: str, text: str) -> float:
     try:
         seconds = float(text.rstrip("s"))
@@ -197,6 +213,7 @@ _PARSERS = {
     "masquerade": ("masquerade", _boolean),
     "mode": ("mode", _mode),
     "metricsAddress": ("metrics_address", _address),
+    "healthAddress": ("health_address", _loopback_address),
     "resyncSeconds": ("resync_seconds", _seconds),
     "minPodCIDRPrefixIPv4": ("min_prefix_ipv4", _prefix(32)),
     "minPodCIDRPrefixIPv6": ("min_prefix_ipv6", _prefix(128)),

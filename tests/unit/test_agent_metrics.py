@@ -1,12 +1,19 @@
 """Metrics: the daemon's per-call lines counted, IPAM usage read from the store, and
-the exposition and /healthz served by prometheus_client."""
+the exposition served by prometheus_client, and /healthz on a loopback listener of its
+own that no number of idle connections to the metrics port can delay."""
 
 from __future__ import annotations
 
 import io
+import socket
+import time
+import urllib.error
 import urllib.request
 
+import pytest
+
 from cni_render.fastpath.worker import Worker
+from cni_render.node import metrics as metrics_module
 from cni_render.node.conflist import build_conflist
 from cni_render.node.metrics import IpamCollector, Metrics, ipam_usage, serve_metrics
 from cni_render.node.nodeinfo import parse_networks
@@ -61,24 +68,62 @@ def test_addresses_in_use_and_free_per_range(tmp_path):
     assert metrics.registry.get_sample_value("cni_render_ipam_addresses", {**labels, "state": "free"}) == 251
 
 
-def test_served_over_http_with_healthz():
+def test_served_over_http_with_healthz_on_its_own_loopback_listener():
     metrics = Metrics()
     metrics.template_reloads.inc()
     metrics.set_routes({4: 2, 6: 1})
     health = {"problem": None}
-    server = serve_metrics("127.0.0.1", 0, metrics, lambda: health["problem"])
+    served = serve_metrics("127.0.0.1", 0, metrics, lambda: health["problem"], "127.0.0.1", 0)
     try:
-        base = f"http://127.0.0.1:{server.server_port}"
+        base = f"http://127.0.0.1:{served.metrics.server_port}"
+        probe = f"http://127.0.0.1:{served.health.server_port}/healthz"
         text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
         assert "cni_render_template_reloads_total 1.0" in text
         assert 'cni_render_node_routes{family="ipv4"} 2.0' in text
-        assert urllib.request.urlopen(base + "/healthz", timeout=5).read() == b"ok\n"
-        health["problem"] = "the daemon is not running"
-        try:
+        assert urllib.request.urlopen(probe, timeout=5).read() == b"ok\n"
+        with pytest.raises(urllib.error.HTTPError) as not_here:  # pods reach the metrics port, not the probe
             urllib.request.urlopen(base + "/healthz", timeout=5)
-            raise AssertionError("/healthz answered 200 while unhealthy")
-        except urllib.error.HTTPError as error:
-            assert error.code == 503 and b"the daemon is not running" in error.read()
+        assert not_here.value.code == 404
+        health["problem"] = "the daemon is not running"
+        with pytest.raises(urllib.error.HTTPError) as unhealthy:
+            urllib.request.urlopen(probe, timeout=5)
+        assert unhealthy.value.code == 503 and b"the daemon is not running" in unhealthy.value.read()
     finally:
-        server.shutdown()
-        server.server_close()
+        served.close()
+
+
+def test_healthz_is_never_served_off_loopback():
+    with pytest.raises(ValueError, match="loopback"):
+        serve_metrics("127.0.0.1", 0, Metrics(), lambda: None, "0.0.0.0", 0)
+
+
+def test_200_idle_connections_to_the_metrics_port_do_not_delay_healthz():
+    served = serve_metrics("127.0.0.1", 0, Metrics(), lambda: None, "127.0.0.1", 0)
+    idle = []
+    try:
+        for _ in range(200):  # connected, never sending a byte: what any pod can do to <node>:9645
+            idle.append(socket.create_connection(("127.0.0.1", served.metrics.server_port), timeout=5))
+        probe = f"http://127.0.0.1:{served.health.server_port}/healthz"
+        for _ in range(3):
+            started = time.monotonic()
+            assert urllib.request.urlopen(probe, timeout=5).read() == b"ok\n"
+            assert time.monotonic() - started < 1.0
+    finally:
+        for connection in idle:
+            connection.close()
+        served.close()
+
+
+def test_a_silent_connection_is_closed_and_a_busy_server_still_answers(monkeypatch):
+    monkeypatch.setattr(metrics_module._QuietHandler, "timeout", 0.3)
+    served = serve_metrics("127.0.0.1", 0, Metrics(), lambda: None, "127.0.0.1", 0)
+    try:
+        silent = socket.create_connection(("127.0.0.1", served.metrics.server_port), timeout=5)
+        started = time.monotonic()
+        assert silent.recv(1) == b""  # the server hung up on it
+        assert time.monotonic() - started < 3
+        silent.close()
+        base = f"http://127.0.0.1:{served.metrics.server_port}/metrics"
+        assert b"cni_render_calls" in urllib.request.urlopen(base, timeout=5).read()
+    finally:
+        served.close()

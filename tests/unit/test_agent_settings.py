@@ -28,7 +28,10 @@ def test_every_key():
         "masquerade": "false",
         "mode": "bridge",
         "metricsAddress": "127.0.0.1:9999",
+        "healthAddress": "[::1]:9999",
         "resyncSeconds": "10s",
+        "minPodCIDRPrefixIPv4": "12",
+        "minPodCIDRPrefixIPv6": "/48",
     })
     assert settings == Settings(
         cluster_cidrs=("10.244.0.0/16", "fd00:10:244::/56"),
@@ -36,8 +39,13 @@ def test_every_key():
         masquerade=False,
         mode="bridge",
         metrics_address="127.0.0.1:9999",
+        health_address="[::1]:9999",
         resync_seconds=10.0,
+        min_prefix_ipv4=12,
+        min_prefix_ipv6=48,
     )
+    assert settings.min_prefix == {4: 12, 6: 48}
+    assert Settings().min_prefix == {4: 8, 6: 32} and Settings().health_address == "127.0.0.1:9646"
 
 
 @pytest.mark.parametrize(
@@ -50,6 +58,10 @@ def test_every_key():
         ({"mode": "vxlan"}, "mode: 'vxlan' is not a mode; choose one of routed, bridge"),
         ({"metricsAddress": "9645"}, "metricsAddress: '9645' is not host:port"),
         ({"resyncSeconds": "0"}, "resyncSeconds: '0' is not a number of seconds"),
+        ({"healthAddress": ":9646"}, "healthAddress: ':9646' is not on a loopback address"),
+        ({"healthAddress": "10.0.0.1:9646"}, "is not on a loopback address"),
+        ({"minPodCIDRPrefixIPv4": "33"}, "minPodCIDRPrefixIPv4: '33' is not a prefix length from 1 to 32"),
+        ({"minPodCIDRPrefixIPv6": "x"}, "minPodCIDRPrefixIPv6: 'x' is not a prefix length from 1 to 128"),
         ({"mtuu": "1500"}, "unknown key 'mtuu'"),
     ],
 )
