@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from cni_render.datapath.naming import host_ifname
+from cni_render.ipam.store import record_key
 from delegates import host_local, spy_plugin
-from throwaway import Node, Pod, host_interface, pod_addresses
+from throwaway import Node, Pod, host_interface, pod_addresses, with_prev_result
 
 VALID = "cni.dev/valid-attachments"
 
@@ -135,3 +136,35 @@ def test_gc_racing_adds_never_splits_an_attachment(node):
         link = host_ifname("testnet", pod.container_id, pod.ifname)
         held = [a for a, owner in owners.items() if owner == pod.container_id]
         assert (link in links) == bool(held), f"{pod.name}: link {link in links}, addresses {held}"
+
+
+def test_a_stale_record_never_releases_a_live_pods_address(node):
+    """Issue 13: a DEL killed between unlinking its owner files and rewriting
+    its record leaves the record naming addresses a new pod then gets. The
+    old sandbox's DEL, retried, and GC leave the new pod's addresses (it still
+    answers) and remove the stale record."""
+    config = node.config(cniVersion="1.1.0")
+    old, new = node.add_pod(), node.add_pod()
+    old_result = node.cni("ADD", config, old).ok().json
+    record = os.path.join(node.data_dir, "testnet", ".attachments", record_key(old.container_id, old.ifname))
+    stale = open(record).read()
+    node.cni("DEL", config, old).ok()
+    assert not os.path.exists(record)
+
+    def crash_state() -> None:  # what the kill left: the record as it was
+        with open(record, "w") as handle:
+            handle.write(stale)
+
+    crash_state()
+    addresses = pod_addresses(old_result)
+    new_result = node.cni("ADD", config, new, cni_args=f"IP={','.join(addresses)}").ok().json
+    assert pod_addresses(new_result) == addresses
+    crash_state()
+    new.serve_http()
+    node.cni("DEL", with_prev_result(config, old_result), old).ok()  # the runtime's retry
+    assert node.allocations() == sorted(addresses) and not os.path.exists(record)
+    assert node.http_get(addresses[0]) == "It works!\n"
+    crash_state()
+    node.cni("GC", gc_config(node, [new])).ok()
+    assert node.allocations() == sorted(addresses) and not os.path.exists(record)
+    assert node.http_get(addresses[0]) == "It works!\n"
