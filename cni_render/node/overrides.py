@@ -9,21 +9,32 @@ passes does it become active: ``/run/cni-render/templates`` (the conflist's
 ``templateDir``) is a symlink to one complete version directory, replaced by
 a rename, so the daemon reads the old set or the new one, never a mix. A
 broken set is refused and the last good one keeps serving.
+
+The check runs in a child process with CPU, memory and wall-clock limits
+(:class:`Limits`, 5 s and 256 MiB by default): a template that loops or
+grows without end is refused as a problem naming the limit, and the agent
+goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import re
+import resource
 import shutil
+import signal
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
 from cni_render.cni.config import plugin_entry
 from cni_render.cni.errors import CniError
 from cni_render.datapath.validate import validate
+from cni_render.host import system
 from cni_render.node import files
 from cni_render.node.settings import TEMPLATES_CONFIGMAP
 
@@ -64,9 +75,101 @@ def name_problems(templates: Mapping[str, str]) -> list[str]:
 Validator = Callable[[Mapping[str, Any], str], list[str]]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one validation of an override set may spend. The child sets them
+    on itself once its imports are done; ``startup_seconds`` bounds the
+    imports (a busy node), the parent's backstop."""
+
+    cpu_seconds: float = 5.0
+    memory_bytes: int = 256 * 1024 * 1024
+    wall_seconds: float = 5.0
+    startup_seconds: float = 30.0
+
+    def describe(self) -> str:
+        return f"{self.cpu_seconds:g} s of CPU, {self.memory_bytes >> 20} MiB, {self.wall_seconds:g} s wall-clock"
+
+
+DEFAULT_LIMITS = Limits()
+LIMITS_STEP = "limits"
+# The child: the installed package, never a cni_render/ in the agent's working directory.
+CHILD_CODE = (
+    "import sys; sys.path = [p for p in sys.path if p]; "
+    "from cni_render.node.overrides import validate_child_main; sys.exit(validate_child_main())"
+)
+
+
 def validate_set(conflist: Mapping[str, Any], template_dir: str) -> list[str]:
     """The problems :func:`cni_render.datapath.validate.validate` finds in the
-    conflist's cni-render entry with these templates."""
+    conflist's cni-render entry with these templates, found in a child
+    process within :data:`DEFAULT_LIMITS`."""
+    return validate_in_child(conflist, template_dir, DEFAULT_LIMITS)
+
+
+def validate_in_child(conflist: Mapping[str, Any], template_dir: str, limits: Limits = DEFAULT_LIMITS) -> list[str]:
+    """:func:`validate_here` in a fresh interpreter (spawned: the agent has
+    threads) that limits itself; one over a limit is stopped by the kernel
+    and its set refused with a problem naming the limit."""
+    request = {"conflist": dict(conflist), "template_dir": template_dir, "limits": asdict(limits)}
+    try:
+        done = system.execute(
+            [sys.executable, "-c", CHILD_CODE],
+            json.dumps(request).encode(),
+            limits.startup_seconds + limits.wall_seconds + 1,
+            merge_output=False,
+        )
+    except system.TimedOut:
+        return [f"{LIMITS_STEP}: validating the templates went over the wall-clock limit of {limits.wall_seconds:g} s"]
+    except OSError as exc:
+        return [f"{LIMITS_STEP}: the validating process could not start: {exc}"]
+    if done.status == 0:
+        try:
+            answer = json.loads(done.stdout.decode().strip().splitlines()[-1])
+            return [str(problem) for problem in answer]
+        except (ValueError, IndexError):
+            pass
+    return [_stopped(done.status, done.stderr, limits)]
+
+
+def _stopped(status: int, stderr: bytes, limits: Limits) -> str:
+    if status in (-signal.SIGXCPU, -signal.SIGKILL):
+        return f"{LIMITS_STEP}: validating the templates went over the CPU limit of {limits.cpu_seconds:g} s"
+    if status == -signal.SIGALRM:
+        return f"{LIMITS_STEP}: validating the templates went over the wall-clock limit of {limits.wall_seconds:g} s"
+    last = (stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+    return f"{LIMITS_STEP}: the validating process failed (status {status}, within {limits.describe()}): {last}"
+
+
+def validate_child_main() -> int:
+    """The child: read the request on stdin, limit itself, validate, print
+    the problems as one JSON line."""
+    request = json.load(sys.stdin)
+    limits = Limits(**request["limits"])
+    _limit_self(limits)
+    over_memory = f"{LIMITS_STEP}: validating the templates went over the memory limit of {limits.memory_bytes >> 20} MiB"
+    try:
+        problems = validate_here(request["conflist"], request["template_dir"])
+    except MemoryError:
+        problems = [over_memory]
+    if any("MemoryError" in problem for problem in problems):  # caught and reported as a template's failure
+        problems.insert(0, over_memory)
+    print(json.dumps(problems), flush=True)
+    return 0
+
+
+def _limit_self(limits: Limits) -> None:
+    """CPU from now (SIGXCPU at the soft limit, SIGKILL one second later),
+    address space, and a real-time alarm (SIGALRM's default ends the process)."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = math.ceil(used.ru_utime + used.ru_stime + limits.cpu_seconds)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, limits.wall_seconds)
+
+
+def validate_here(conflist: Mapping[str, Any], template_dir: str) -> list[str]:
+    """The problems, found in this process (no limits)."""
     try:
         document = plugin_entry(dict(conflist), "the node's conflist")
     except CniError as exc:

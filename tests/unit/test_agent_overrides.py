@@ -3,14 +3,16 @@ whole, and a broken set refused while the last good one keeps serving."""
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 
 import pytest
 
 from cni_render.datapath.render import Renderer
 from cni_render.node.conflist import build_conflist
 from cni_render.node.nodeinfo import parse_networks
-from cni_render.node.overrides import TemplateOverrides
+from cni_render.node.overrides import DEFAULT_LIMITS, Limits, TemplateOverrides, validate_in_child
 
 GOOD = {"add-host.ip.j2": '{% include "builtin/add-host.ip.j2" %}\nlink set dev {{ host.ifname }} txqueuelen 10000\n'}
 BROKEN_SYNTAX = {"add-host.ip.j2": "link set dev {{ host.ifname }\n"}
@@ -88,3 +90,55 @@ def test_a_replaced_file_is_newer_than_the_one_it_replaces(overrides):
     changed = {"add-host.ip.j2": GOOD["add-host.ip.j2"] + "link set dev {{ host.ifname }} up\n"}
     assert overrides.apply(changed, conflist(overrides)).changed
     assert os.stat(os.path.join(overrides.active, "add-host.ip.j2")).st_mtime_ns > before
+
+
+# --- templates that run away: validated in a child process with limits ------------------------
+
+RUNAWAY_LOOP = {"add-host.ip.j2": "{% for i in range(10**5) %}{% for j in range(10**5) %}x{% endfor %}{% endfor %}\n"}
+# the issue's spelling: the sandbox refuses a range over 100000 before it loops
+ISSUE_LOOP = {"add-host.ip.j2": "{% for i in range(10**6) %}{% for j in range(10**6) %}x{% endfor %}{% endfor %}\n"}
+MEMORY_BOMB = {"add-host.ip.j2": '{% set s = "x" * 10**9 %}{{ s | length }}\n'}
+SLACK = 10.0  # seconds for the child's start on a busy machine
+
+
+def assert_refused_keeping_the_good_set(overrides, templates, naming):
+    overrides.apply(GOOD, conflist(overrides))
+    good_digest = overrides.current_digest()
+    started = time.monotonic()
+    outcome = overrides.apply(templates, conflist(overrides))
+    took = time.monotonic() - started
+    assert outcome.refused and not outcome.changed
+    assert any(naming in problem for problem in outcome.problems), outcome.problems
+    assert overrides.current_digest() == good_digest and active_files(overrides) == GOOD
+    return took
+
+
+def test_a_runaway_loop_is_refused_within_the_wall_clock_limit_and_the_good_set_serves(overrides):
+    assert (DEFAULT_LIMITS.wall_seconds, DEFAULT_LIMITS.memory_bytes) == (5.0, 256 << 20)
+    took = assert_refused_keeping_the_good_set(overrides, RUNAWAY_LOOP, "limit of 5 s")
+    assert took < DEFAULT_LIMITS.wall_seconds + SLACK
+
+
+def test_the_issues_loop_is_refused_at_once(overrides):
+    took = assert_refused_keeping_the_good_set(overrides, ISSUE_LOOP, "Range too big")
+    assert took < SLACK
+
+
+def test_a_template_that_eats_memory_is_refused_naming_the_memory_limit(overrides):
+    assert_refused_keeping_the_good_set(overrides, MEMORY_BOMB, "memory limit of 256 MiB")
+
+
+def test_a_template_that_burns_cpu_is_refused_naming_the_cpu_limit(tmp_path):
+    limits = Limits(cpu_seconds=1, wall_seconds=60)
+    overrides = TemplateOverrides(str(tmp_path / "templates"), functools.partial(validate_in_child, limits=limits))
+    overrides.ensure()
+    busy = {"add-host.ip.j2": "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}\n"}
+    took = assert_refused_keeping_the_good_set(overrides, busy, "CPU limit of 1 s")
+    assert took < 1 + 1 + SLACK  # SIGXCPU at the soft limit, SIGKILL a second later
+
+
+def test_a_batch_that_runs_a_command_is_refused_naming_file_line_and_word(overrides):
+    hostile = {"add-host.ip.j2": '{% include "builtin/add-host.ip.j2" %}\nnetns exec x /bin/sh -c id\n'}
+    assert_refused_keeping_the_good_set(
+        overrides, hostile, "cni-render-templates/add-host.ip.j2: rendered line 10 'netns exec x /bin/sh -c id': 'netns' is refused"
+    )
