@@ -43,12 +43,18 @@ in-process (no daemon), with ipMasq on and dual-stack pods.
   acknowledgement) are followed by the runtime's DEL retries; then the same
   leftovers as in kills and live pods that ever shared an address (goal 0).
 
+* --cpu-hog: every scenario runs beside one busy-looping process per CPU
+  (started before the first scenario, killed after the last, also when one
+  fails), as a parallel compile saturates a node; --runs repeats each
+  scenario. The leftovers also count IPAM attachment records
+  (``<network>/.attachments/*``), none of which may outlive its sandbox.
+
 A disruptor is any callable taking the running :class:`Load` and returning
 a count: :class:`PluginKiller`, :class:`DaemonRestarter`, :class:`DaemonKiller`.
 ``--socket`` sends the calls of the other scenarios to a daemon of your own.
 
 Usage: benchmarks/faults.py [--only kills|reboot|fulldisk|restarts|daemon-kills]
-       [--kills 20] [--restarts 20] [--daemon-kills 20] [--pods 40]
+       [--kills 20] [--restarts 20] [--daemon-kills 20] [--pods 40] [--cpu-hog] [--runs 1]
 Run as root. Prints one table of figures.
 """
 
@@ -66,9 +72,10 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from cni_render.cli.sandbox import BIN_DIR, Pod, Sandbox, SandboxError, descendants, kill_tree
 
@@ -118,7 +125,9 @@ def leftovers(node: Sandbox) -> dict[str, int]:
     directory = Path(node.data_dir) / NETWORK
     names = os.listdir(directory) if directory.is_dir() else []
     address_files = node.allocations(NETWORK)
-    temporary = [n for n in names if n.startswith(".tmp-")]
+    records_dir = directory / ".attachments"
+    record_names = os.listdir(records_dir) if records_dir.is_dir() else []
+    temporary = [n for n in names + record_names if n.startswith(".tmp-")]
     empty = [n for n in address_files if (directory / n).stat().st_size == 0]
     pod_links = sum(
         len([link for link in json.loads(pod.exec(["ip", "-j", "link", "show"]).stdout) if link["ifname"] != "lo"])
@@ -129,6 +138,7 @@ def leftovers(node: Sandbox) -> dict[str, int]:
         "node routes": len(routes),
         "address files": len(address_files),
         "temporary files": len(temporary),
+        "attachment records": len([n for n in record_names if not n.startswith(".")]),
         "empty owner files": len(empty),
         "nft masquerade elements": masq_elements(node),
         "pod interfaces": pod_links,
@@ -517,6 +527,24 @@ def fulldisk(options: argparse.Namespace) -> dict[str, Any]:
         os.rmdir(mountpoint)
 
 
+@contextmanager
+def cpu_hog(enabled: bool) -> Iterator[int]:
+    """One busy-looping process per CPU while the block runs; killed after it,
+    whatever happens (and by the kernel if this process dies first)."""
+    burners: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(len(os.sched_getaffinity(0)) if enabled else 0):
+            burners.append(subprocess.Popen([sys.executable, "-c", BURNER]))
+        yield len(burners)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+# PR_SET_PDEATHSIG (1) with SIGKILL: a burner never outlives the benchmark.
+BURNER = "import ctypes\nctypes.CDLL(None).prctl(1, 9)\nwhile True:\n    pass\n"
+
 SCENARIOS = {"kills": kills, "reboot": reboot, "fulldisk": fulldisk, "restarts": restarts, "daemon-kills": daemon_kills}
 
 
@@ -531,15 +559,20 @@ def main() -> int:
     parser.add_argument("--disk-kib", type=int, default=64)
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--socket", default="", help="send the calls to a cni-render daemon listening here (inside the node)")
+    parser.add_argument("--cpu-hog", action="store_true", help="run beside one busy-looping process per CPU")
+    parser.add_argument("--runs", type=int, default=1, help="run each scenario this many times")
     options = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: the scenarios create network namespaces and mount a tmpfs", file=sys.stderr)
         return 1
-    for name in options.only or list(SCENARIOS):
-        figures = SCENARIOS[name](options)
-        print(f"\n{name}")
-        for key, value in figures.items():
-            print(f"  {key:34} {value}")
+    with cpu_hog(options.cpu_hog) as burners:
+        for name in options.only or list(SCENARIOS):
+            for run in range(1, options.runs + 1):
+                figures = SCENARIOS[name](options)
+                print(f"\n{name}" + (f" (run {run}/{options.runs})" if options.runs > 1 else "")
+                      + (f" beside {burners} CPU burners" if burners else ""), flush=True)
+                for key, value in figures.items():
+                    print(f"  {key:34} {value}", flush=True)
     return 0
 
 
