@@ -43,7 +43,7 @@ from cni_render.node.settings import (
     split_address,
 )
 from cni_render.node.state import DesiredState, NodeFacts, desired_state, node_conflist
-from cni_render.node.uninstall import uninstalled_since
+from cni_render.node.uninstall import uninstall_generation, uninstalled_since
 
 FIRST_STATUS_SECONDS = 60.0  # the daemon imports everything before it answers
 STATUS_SECONDS = 10.0
@@ -67,7 +67,7 @@ class Agent:
         self.wake = threading.Event()
         self.stop = threading.Event()
         self.nodes_synced = threading.Event()
-        self.started = time.time()
+        self.uninstall_generation = uninstall_generation(paths)  # a newer one: uninstall ran since
         self.last_loop = time.monotonic()
         self.announced: dict[str, str] = {}
         self.last_masquerade = ""
@@ -181,7 +181,7 @@ class Agent:
 
     def reconcile(self) -> None:
         self.last_loop = time.monotonic()
-        if uninstalled_since(self.paths, self.started):
+        if uninstalled_since(self.paths, self.uninstall_generation):
             self.announce("Uninstalled", "`cni-render node uninstall` ran: nothing is restored; delete the DaemonSet")
             return
         with self.lock:

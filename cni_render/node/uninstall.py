@@ -2,13 +2,15 @@
 put there (the conflist, the shim, its routes (by protocol), its nft table)
 and nothing else: IPAM state, other conflists, other plugins and other
 routes stay. A marker in /run/cni-render tells a still-running agent on the
-node to stop putting things back until it restarts.
+node to stop putting things back until it restarts: it holds a generation
+number that each uninstall increments, and an agent that sees a generation
+newer than the one at its start stops (no clock: a clock step neither keeps a
+reinstalled agent uninstalled nor hides a fresh uninstall from a running one).
 """
 
 from __future__ import annotations
 
 import os
-import time
 
 from cni_render.cni.errors import ApplyFailed
 from cni_render.host import system
@@ -54,12 +56,22 @@ def _table_exists() -> bool:
 
 def _mark(paths: Paths) -> None:
     os.makedirs(paths.state_dir, mode=0o755, exist_ok=True)
-    files.write_atomically(paths.uninstalled_marker, f"{time.time()}\n".encode())
+    files.write_atomically(paths.uninstalled_marker, f"{uninstall_generation(paths) + 1}\n".encode())
 
 
-def uninstalled_since(paths: Paths, started: float) -> bool:
-    """True when ``uninstall`` ran after the agent started (it must then stop restoring)."""
+def uninstall_generation(paths: Paths) -> int:
+    """How many times ``uninstall`` ran on this node since boot (0: never; an
+    unreadable marker counts as 1)."""
+    content = files.read_bytes(paths.uninstalled_marker)
+    if content is None:
+        return 0
     try:
-        return os.stat(paths.uninstalled_marker).st_mtime >= started
-    except OSError:
-        return False
+        return max(int(content.strip()), 1)
+    except ValueError:
+        return 1  # a marker of an older agent: one uninstall
+
+
+def uninstalled_since(paths: Paths, generation: int) -> bool:
+    """True when ``uninstall`` ran since the agent read ``generation`` at its
+    start (it must then stop restoring)."""
+    return uninstall_generation(paths) > generation
