@@ -28,7 +28,7 @@ import pytest
 from cni_render.cni.errors import IoFailure
 from cni_render.ipam.local import LocalIpam
 from cni_render.ipam.model import parse_ipam_config
-from cni_render.ipam.store import LINE_BREAK, Store
+from cni_render.ipam.store import LINE_BREAK, Store, record_key
 
 DUAL = [[{"subnet": "10.9.0.0/24"}], [{"subnet": "fd00:9::/120"}]]
 FAILING_CALLS = ("open", "write", "fsync", "link", "rename", "replace")
@@ -58,9 +58,11 @@ class DiskFull:
         monkeypatch.setattr(os, name, failing)
 
 
-def assert_consistent(directory: str, attachments: list[str]) -> None:
+def assert_consistent(directory: str, attachments: list[str], settled: bool = False) -> None:
     """No temporary or empty file; every owner file whole; each attachment
-    holds one address per range set or none at all."""
+    holds one address per range set or none at all. ``settled`` (after the
+    DEL): no attachment record names an address its attachment lacks (a
+    failed ADD may leave such an orphan; its DEL removes it)."""
     store = Store(os.path.dirname(directory), os.path.basename(directory))
     names = os.listdir(directory)
     leftovers = [n for n in names if n.startswith(".") and n != ".attachments"]
@@ -68,6 +70,11 @@ def assert_consistent(directory: str, attachments: list[str]) -> None:
     index_dir = os.path.join(directory, ".attachments")
     if os.path.isdir(index_dir):
         assert [n for n in os.listdir(index_dir) if "tmp" in n] == []
+    if settled and os.path.isdir(index_dir):  # after DEL: no entry names an address its attachment lacks
+        for name in os.listdir(index_dir):
+            for ip in open(os.path.join(index_dir, name)).read().split():
+                owner = store.owner(ip)
+                assert owner is not None and record_key(*owner) == name, f"record {name} names {ip} ({owner})"
     held: dict[str, list[str]] = {}
     for name in store.reserved():
         with open(os.path.join(directory, name), newline="") as handle:
@@ -99,7 +106,7 @@ def test_a_failing_write_at_any_step_leaves_no_trace(tmp_path, monkeypatch, call
         if fault.calls < nth:  # the whole allocation ran without reaching the fault
             break
         ipam(tmp_path, attachment).delete()
-        assert_consistent(directory, ["before", attachment])
+        assert_consistent(directory, ["before", attachment], settled=True)
     assert sorted(ipam(tmp_path, "before").held()) == ["10.9.0.2", "fd00:9::2"]
 
 
