@@ -27,9 +27,10 @@ rendered line and the forbidden word.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Collection, Iterator
 
 from cni_render.cni.errors import TemplateError
 
@@ -73,7 +74,7 @@ IP_VERBS: dict[str, tuple[tuple[tuple[str, ...], str | None], ...]] = {
     ),
 }  # fmt: skip
 IP_VERBS["neighbour"] = IP_VERBS["neighbor"]
-ALLOWED_IP_OBJECTS = tuple(IP_VERBS)
+ALLOWED_IP_OBJECTS = ("link", "address", "route", "rule", "neighbour")  # as a refusal names them
 REFUSED_IP_OBJECTS = {
     "netns": "ip netns runs commands and switches namespaces",
     "vrf": "ip vrf runs commands",
@@ -94,6 +95,7 @@ REFUSED_IP_WORDS = {
 }
 _OPTION = re.compile(r"-{1,2}[A-Za-z]")
 _IP_WHITESPACE = " \t\r\n"
+_IP_WORD = re.compile(r"[^ \t\r\n]+")
 
 # The project's nft tables: the pod templates' (templates/common/*.nft.j2)
 # and the node agent's (templates/agent/masquerade.nft.j2).
@@ -159,6 +161,8 @@ def _ip_physical(line: str) -> tuple[str, bool]:
 
 def _ip_words(line: str) -> tuple[str, ...]:
     """iproute2's makeargs()."""
+    if "'" not in line and '"' not in line:
+        return tuple(_IP_WORD.findall(line))
     words: list[str] = []
     position = 0
     while position < len(line):
@@ -187,11 +191,13 @@ def ip_matches(word: str, name: str) -> bool:
     return bool(word) and name.startswith(word)
 
 
+@functools.lru_cache(maxsize=256)
 def ip_object(word: str) -> str | None:
     """The object ip runs for ``word``, or None when ip knows none."""
     return next((name for name in IP_OBJECTS if ip_matches(word, name)), None)
 
 
+@functools.lru_cache(maxsize=256)
 def ip_verb(obj: str, word: str) -> tuple[str, str | None] | None:
     """(the verb ip runs for ``word`` in ``obj``, its allowed name or None)."""
     for names, allowed in IP_VERBS[obj]:
@@ -232,7 +238,7 @@ def _check_ip_word(word: str, line: BatchLine, filename: str) -> None:
         raise refuse(filename, line, word, REFUSED_IP_WORDS[lowered])
     if _OPTION.match(word):
         raise refuse(filename, line, word, "a batch line takes no options (-n, -netns switch namespaces)")
-    if word[:1] in "'\"":
+    if word[:1] in ("'", '"'):  # only an unclosed quote keeps its quote (ip exits there)
         raise refuse(filename, line, word, "the quote is not closed")
 
 
@@ -313,7 +319,7 @@ def _nft_words(text: str) -> Iterator[tuple[str, int]]:
         number += word.count("\n")
 
 
-def check_nft(text: str, filename: str, tables: Sequence[str] | frozenset[str] = POD_TABLES) -> None:
+def check_nft(text: str, filename: str, tables: Collection[str] = POD_TABLES) -> None:
     """TemplateError unless every statement of ``text`` stays in ``tables``."""
     for statement in nft_statements(text):
         _check_nft_statement(statement, filename, frozenset(tables))
