@@ -10,6 +10,16 @@ should have and fixes only the difference: shim, daemon, templates,
 conflist, routes, masquerade. A failing step is logged and counted, and
 the others still run.
 
+A slow or absent API server never removes anything: until the Nodes and the
+settings have been listed once, the conflist, the routes and the masquerade
+table on the node stay as they are; until the template overrides have been
+listed too, the overrides and the conflist do. Every API call has a timeout
+(:mod:`.cluster`), Events are posted from a bounded queue by a thread of
+their own (:class:`EventQueue`), never from the reconcile loop, and liveness
+(``/healthz``) reflects the daemon and the loop, not the API server. A
+deleted settings ConfigMap keeps the last settings; an uplink MTU that cannot
+be read for a moment (no default route) keeps the last known one.
+
 SIGTERM stops the watches, lets the daemon finish its calls in flight, and
 leaves the conflist and the shim in place: a restart or an upgrade must not
 make the node NotReady or leave pods that cannot be deleted.
@@ -17,7 +27,9 @@ make the node NotReady or leave pods that cannot be deleted.
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import signal
 import sys
 import threading
@@ -30,7 +42,7 @@ from cni_render.node.conflist import NO_POD_CIDR, plugin_config
 from cni_render.node.daemon_child import DaemonChild
 from cni_render.node.masquerade import apply_masquerade
 from cni_render.node.metrics import IpamCollector, Metrics, ipam_usage, serve_metrics
-from cni_render.node.nodeinfo import NodeInfo, node_from_dict
+from cni_render.node.nodeinfo import NodeInfo, Refusal, node_from_dict
 from cni_render.node.overrides import TemplateOverrides
 from cni_render.node.routes import apply_routes, kernel_not_on_link, read_current_routes
 from cni_render.node.settings import (
@@ -47,7 +59,50 @@ from cni_render.node.uninstall import uninstall_generation, uninstalled_since
 
 FIRST_STATUS_SECONDS = 60.0  # the daemon imports everything before it answers
 STATUS_SECONDS = 10.0
-SYNC_SECONDS = 30.0
+SYNC_SECONDS = 30.0  # at most this long for the settings (the metrics address) before serving metrics
+EVENT_QUEUE_SIZE = 100
+FALLBACK_MTU = 1500  # only when no MTU was ever known on the node
+NODES, SETTINGS, TEMPLATES = "Nodes", f"ConfigMap {SETTINGS_CONFIGMAP}", f"ConfigMap {TEMPLATES_CONFIGMAP}"
+
+# post(node, reason, message, warning)
+PostEvent = Callable[[dict[str, Any], str, str, bool], None]
+
+
+class EventQueue:
+    """Events posted one at a time by a daemon thread of their own, from a
+    queue of at most ``size``: the reconcile loop never waits for the API
+    server. When the queue is full, ``put`` refuses (the caller logs and
+    tries again next round)."""
+
+    def __init__(self, post: PostEvent, say: Callable[[str], None], size: int = EVENT_QUEUE_SIZE):
+        self.post, self.say = post, say
+        self.queue: queue.Queue[tuple[dict[str, Any], str, str, bool]] = queue.Queue(maxsize=size)
+        self.thread: threading.Thread | None = None
+
+    def put(self, node: dict[str, Any], reason: str, message: str, warning: bool) -> bool:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._post_forever, name="events", daemon=True)
+            self.thread.start()
+        try:
+            self.queue.put_nowait((node, reason, message, warning))
+        except queue.Full:
+            return False
+        return True
+
+    def _post_forever(self) -> None:
+        while True:
+            node, reason, message, warning = self.queue.get()
+            try:
+                self.post(node, reason, message, warning)
+            except Exception as exc:
+                self.say(f"cannot post the event {reason}: {exc}")
+            finally:
+                self.queue.task_done()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for every queued Event to be posted (or to fail)."""
+        with self.queue.all_tasks_done:
+            return self.queue.all_tasks_done.wait_for(lambda: self.queue.unfinished_tasks == 0, timeout)
 
 
 class Agent:
@@ -66,14 +121,15 @@ class Agent:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stop = threading.Event()
-        self.nodes_synced = threading.Event()
-        self.uninstall_generation = uninstall_generation(paths)  # a newer one: uninstall ran since
+        self.listed = {name: threading.Event() for name in (NODES, SETTINGS, TEMPLATES)}  # each listed once
+        self.uninstall_generation = uninstall_generation(paths)
         self.last_loop = time.monotonic()
         self.announced: dict[str, str] = {}
+        self.events = EventQueue(lambda *event: cluster.node_event(*event), self.say)
         self.last_masquerade = ""
+        self.last_mtu: int | None = None
         self.conflist_document: dict[str, Any] | None = None
         self.conflist_written = False
-        self.templates_synced = threading.Event()
 
     # --- life ---------------------------------------------------------------
 
@@ -83,11 +139,9 @@ class Agent:
         self.say(f"starting on node {self.paths.node_name}")
         self.step("shim", self.ensure_shim)
         self.daemon.start()
-        self.step("settings", lambda: self.set_settings(self.cluster.get_config_map(SETTINGS_CONFIGMAP)))
         self.step("templates", self.overrides.ensure)
         self.watch_in_background()
-        for synced in (self.nodes_synced, self.templates_synced):  # the first conflist sees both
-            synced.wait(SYNC_SECONDS)
+        self.listed[SETTINGS].wait(SYNC_SECONDS)  # the metrics address; the defaults if the API is away
         self.step("metrics", self.serve_metrics)
         try:
             while not self.stop.is_set():
@@ -97,6 +151,7 @@ class Agent:
         finally:
             self.say("stopping: the daemon finishes its calls; the conflist and the shim stay")
             self.daemon.stop()
+            self.events.flush(2.0)
         return 0
 
     def shutdown(self) -> None:
@@ -137,7 +192,7 @@ class Agent:
             self.nodes = {}
             for item in items:
                 self._remember(item)
-        self.nodes_synced.set()
+        self.listed[NODES].set()
         self.wake.set()
 
     def node_changed(self, kind: str, item: dict[str, Any]) -> None:
@@ -159,7 +214,14 @@ class Agent:
             self.own_node = item
 
     def settings_changed(self, data: dict[str, str] | None) -> None:
+        """The settings ConfigMap listed or changed (None: it does not exist).
+        Once listed, its deletion keeps the settings in use: ``kubectl delete
+        -f`` must not revert the nodes in the agents' last seconds."""
+        if data is None and self.listed[SETTINGS].is_set():
+            self.say_once(f"the ConfigMap {SETTINGS_CONFIGMAP} is gone: keeping the settings in use")
+            return
         self.set_settings(data)
+        self.listed[SETTINGS].set()
         self.wake.set()
 
     def set_settings(self, data: dict[str, str] | None) -> None:
@@ -174,7 +236,7 @@ class Agent:
     def templates_changed(self, data: dict[str, str] | None) -> None:
         with self.lock:
             self.templates = dict(data or {})
-        self.templates_synced.set()
+        self.listed[TEMPLATES].set()
         self.wake.set()
 
     # --- reconcile ------------------------------------------------------------
@@ -188,6 +250,12 @@ class Agent:
             settings, nodes, templates = self.settings, list(self.nodes.values()), dict(self.templates)
         self.step("shim", self.ensure_shim)
         self.step("daemon", self.daemon.ensure_running)
+        waiting = [name for name, listed in self.listed.items() if not listed.is_set()]
+        if waiting:
+            self.say_once(f"waiting for the first listing of {', '.join(waiting)}: what depends on it stays "
+                          "on the node as it is")
+        if NODES in waiting or SETTINGS in waiting:
+            return  # routes, masquerade, conflist and overrides all depend on both
         facts = self.facts()
         desired = self.step(
             "plan",
@@ -197,13 +265,16 @@ class Agent:
         )
         if desired is None:
             return
-        self.step("templates", lambda: self.ensure_templates(templates, desired, nodes, settings, facts))
-        self.step("conflist", lambda: self.ensure_conflist(desired))
+        if TEMPLATES not in waiting:  # the first conflist is written with the overrides in place
+            self.step("templates", lambda: self.ensure_templates(templates, desired, nodes, settings, facts))
+            self.step("conflist", lambda: self.ensure_conflist(desired))
         self.step("routes", lambda: self.ensure_routes(desired))
         self.step("masquerade", lambda: self.ensure_masquerade(desired))
 
     def facts(self) -> NodeFacts:
-        return node_facts(self.paths)
+        facts = node_facts(self.paths, self.last_mtu)
+        self.last_mtu = facts.uplink_mtu
+        return facts
 
     def ensure_shim(self) -> None:
         with open(self.paths.shim, "rb") as handle:
@@ -258,12 +329,9 @@ class Agent:
 
     def ensure_routes(self, desired: DesiredState) -> None:
         for refusal in desired.refused:
-            node = {"metadata": {"name": refusal.node.name, "uid": refusal.node.uid}}
-            self.announce("PodCIDRRefused", refusal.message, key=f"refused {refusal.cidr}", node=node)
+            self.refuse(refusal)
         for unknown in desired.unknown:
-            if self.announced.get(unknown) is None:
-                self.announced[unknown] = unknown
-                self.say(unknown)
+            self.say_once(unknown)
         for warning in desired.routes.warnings:
             self.announce("RouteSkipped", warning, key=warning)
         if desired.routes.changes:
@@ -297,27 +365,51 @@ class Agent:
         self.log.write(f"cni-render node: {message}\n")
         self.log.flush()
 
+    def say_once(self, message: str) -> None:
+        if self.announced.get(message) is None:
+            self.announced[message] = message
+            self.say(message)
+
+    def refuse(self, refusal: Refusal) -> None:
+        node = {"metadata": {"name": refusal.node.name, "uid": refusal.node.uid}}
+        self.announce("PodCIDRRefused", refusal.message, key=f"refused {refusal.node.name} {refusal.cidr}", node=node)
+
     def announce(
         self, reason: str, message: str, warning: bool = True, key: str | None = None,
         node: dict[str, Any] | None = None,
     ) -> None:
-        """Log ``message`` and post it as an Event on ``node`` (default: this
-        agent's own Node), once per distinct message."""
+        """Log ``message`` and queue it as an Event on ``node`` (default: this
+        agent's own Node), once per distinct message (a full queue: next round)."""
         key = key or reason
         if self.announced.get(key) == message:
             return
-        self.announced[key] = message
         self.say(f"{reason}: {message}")
-        try:
-            self.cluster.node_event(node or self.own_node, reason, message, warning=warning)
-        except Exception as exc:
-            self.say(f"cannot post the event {reason}: {exc}")
+        if self.events.put(node or self.own_node, reason, message, warning):
+            self.announced[key] = message
+        else:
+            self.say(f"the event queue is full: {reason} is posted later")
 
 
-def node_facts(paths: Paths) -> NodeFacts:
+def node_facts(paths: Paths, last_mtu: int | None = None) -> NodeFacts:
     """What the conflist needs from the node itself (read-only)."""
     return NodeFacts(
-        uplink_mtu=system.default_route_mtu(),
+        uplink_mtu=known_mtu(system.default_route_mtu(fallback=0), last_mtu, files.read_bytes(paths.conflist)),
         portmap=os.path.isfile(os.path.join(paths.cni_bin_dir, "portmap")),
         template_dir=paths.templates,
     )
+
+
+def known_mtu(detected: int, last: int | None, conflist: bytes | None) -> int:
+    """The uplink's MTU as ``detected`` (0: unknown, e.g. no default route for
+    a moment); while unknown, the last known one, else the one the node's
+    conflist already has, and only then 1500: a passing gap never rewrites
+    the conflist."""
+    if detected:
+        return detected
+    if last:
+        return last
+    try:
+        mtu = json.loads(conflist or b"")["plugins"][0]["mtu"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return FALLBACK_MTU
+    return mtu if isinstance(mtu, int) and mtu > 0 else FALLBACK_MTU

@@ -3,7 +3,9 @@ watch (with resourceVersion) Nodes and the agent's two ConfigMaps, read its
 own Node, and post Events on it. The only module that imports the client.
 
 Objects are handed on in their JSON form (dicts, as ``kubectl get -o json``
-shows them), so everything after this module is plain data.
+shows them), so everything after this module is plain data. Every call has a
+timeout (``_request_timeout``): an API server that accepts and never answers
+costs a watch a retry, never a thread forever.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ WATCH_SECONDS = 300  # the API server ends each watch after this; it is resumed 
 RETRY_SECONDS = (1, 2, 5, 10, 30)
 EVENTS_NAMESPACE = "default"  # where the kubelet puts a Node's events; `kubectl describe node` shows them
 GONE = 410
+REQUEST_TIMEOUT = (10, 30)  # seconds to connect, seconds to read an answer: every call but a watch
 
 # on_sync(every object, listed) and on_event(type, object) receive JSON-form dicts
 OnSync = Callable[[list[dict[str, Any]]], None]
@@ -39,14 +42,17 @@ class Cluster:
         self.log = log
 
     def get_node(self, name: str) -> dict[str, Any]:
-        return _json(self.core.read_node(name, _preload_content=False))
+        return _json(self.core.read_node(name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
 
     def list_nodes(self) -> list[dict[str, Any]]:
-        return list(_json(self.core.list_node(_preload_content=False)).get("items") or [])
+        listing = self.core.list_node(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+        return list(_json(listing).get("items") or [])
 
     def get_config_map(self, name: str) -> dict[str, str] | None:
         try:
-            found = _json(self.core.read_namespaced_config_map(name, self.namespace, _preload_content=False))
+            found = _json(self.core.read_namespaced_config_map(
+                name, self.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            ))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -86,7 +92,7 @@ class Cluster:
         while not stop.is_set():
             try:
                 if version is None:
-                    listing = _json(list_function(_preload_content=False, **arguments))
+                    listing = _json(list_function(_preload_content=False, _request_timeout=REQUEST_TIMEOUT, **arguments))
                     version = listing["metadata"]["resourceVersion"]
                     on_sync(list(listing.get("items") or []))
                 version = self._watch(list_function, arguments, version, on_event, stop)
@@ -150,7 +156,9 @@ class Cluster:
             "count": 1,
         }
         # The client's stub says CoreV1Event; its serializer sends a plain dict body as it is.
-        self.core.create_namespaced_event(EVENTS_NAMESPACE, body)  # type: ignore[arg-type]
+        self.core.create_namespaced_event(
+            EVENTS_NAMESPACE, body, _request_timeout=REQUEST_TIMEOUT  # type: ignore[arg-type]
+        )
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ paths = Paths(node_name="a", cni_bin_dir=root + "/bin", cni_conf_dir=root + "/ne
 cluster = FakeCluster()
 agent = Agent(paths, cluster, log=sys.stderr)
 agent.nodes_listed(nodes)
+agent.settings_changed(None)
 agent.templates_changed({})
 agent.overrides.ensure()
 agent.daemon.start()
@@ -37,6 +38,7 @@ try:
     agent.reconcile()
 finally:
     agent.daemon.stop()
+agent.events.flush(5)
 print(json.dumps({"events": cluster.events, "daemon_started": agent.daemon.started}))
 """
 
