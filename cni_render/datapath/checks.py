@@ -15,8 +15,8 @@ text itself, after rendering and before anything runs:
   code (``xdp``, ``xdpgeneric``, ``xdpdrv``, ``xdpoffload``, ``bpf``,
   ``End.BPF``) and anything
   spelled like an option (``-n``, ``-netns``: a batch line takes none);
-* sysctls: keys under ``net`` only, no empty, ``.`` or ``..`` component, no
-  absolute path;
+* sysctls: keys under ``net`` only (but ``net/core/bpf_*``), no empty, ``.``
+  or ``..`` component, no absolute path;
 * ``nft -f``: only statements that add to, change or delete the project's
   own tables; never ``include``, ``define``, ``flush ruleset`` or another
   table.
@@ -273,6 +273,8 @@ def sysctl_key_problem(key: str) -> tuple[str, str | None]:
             return shown, "a sysctl key may not hold an empty, '.' or '..' component"
     if parts[0] != SYSCTL_ROOT:
         return parts[0], f"a sysctl key must be under {SYSCTL_ROOT}/ (or {SYSCTL_ROOT}.)"
+    if parts[1:2] == ["core"] and parts[2:3] and parts[2].startswith("bpf_"):
+        return parts[2], "net/core/bpf_* is the kernel's BPF hardening, not the datapath"
     return "", None
 
 

@@ -21,7 +21,7 @@ from cni_render.datapath.template_sets import SETS
 from cni_render.datapath.validate import validate
 from cni_render.node.masquerade import TABLE, render_masquerade
 from cni_render.node.routes import Route, RoutePlan, render_routes
-from cni_render.node.templates import AGENT_TABLES
+from cni_render.node.templates import AGENT_TABLES, MASQUERADE, render_node_template
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -87,6 +87,13 @@ def test_the_agent_templates_pass_and_stay_in_the_agent_table():
     # the agent may not touch the pods' table, nor the pods the agent's
     assert_refused(check_nft, "add table ip cni-render\n", 1, "cni-render", AGENT_TABLES)
     assert_refused(check_nft, f"delete table inet {TABLE}\n", 1, TABLE)
+
+
+def test_the_agent_checks_what_its_templates_render():
+    with pytest.raises(TemplateError) as info:
+        render_node_template(MASQUERADE, {"table": "filter", "enabled": False, "families": []})
+    assert info.value.details.startswith("agent/masquerade.nft.j2: rendered line ")
+    assert "'filter' is refused" in info.value.details
 
 
 def test_comments_blank_lines_tabs_and_every_allowed_verb_pass():
@@ -182,6 +189,8 @@ def test_objects_resolve_by_prefix_in_ips_order(word, obj):
         ("net.ipv4.ip_forward. = 1\n", 1, ".."),
         ("NET.ipv4.ip_forward = 1\n", 1, "NET"),
         ("vm/overcommit_memory = 1\n", 1, "vm"),
+        ("net.core.bpf_jit_harden = 0\n", 1, "bpf_jit_harden"),
+        ("net/core/bpf_jit_enable = 1\n", 1, "bpf_jit_enable"),
     ],
 )
 def test_sysctl_keys_outside_net_are_refused(text, line, word):
