@@ -152,7 +152,7 @@ def test_render_through_kubectl_exec_shows_the_nodes_routes() -> None:
         for name, other in everyone.items() if name != node for cidr in pod_cidrs(other)
     }
     assert len(wanted) == (len(everyone) - 1) * len(families())
-    shown = {line.split(" proto ")[0].removeprefix("route replace ") for line in routes_section(scratch)}
+    shown = {" ".join(line.split()[2:5]) for line in routes_section(scratch)}  # route VERB DST via GW proto N
     assert shown == wanted, f"from scratch: {routes_section(scratch)}"
     # against the node's own table the agent has already done it all
     eventually(f"{node}'s routes to need no change",
