@@ -36,9 +36,9 @@ import threading
 import time
 from typing import Any, Callable, TextIO
 
-from cni_render.host import system
+from cni_render.host import durable, system
 from cni_render.node import files
-from cni_render.node.conflist import NO_POD_CIDR, plugin_config
+from cni_render.node.conflist import NO_POD_CIDR, plugin_config, stale_legacy_temporaries
 from cni_render.node.daemon_child import DaemonChild
 from cni_render.node.masquerade import apply_masquerade
 from cni_render.node.metrics import IpamCollector, Metrics, ipam_usage, serve_metrics
@@ -137,6 +137,7 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.shutdown())
         self.say(f"starting on node {self.paths.node_name}")
+        self.step("temporaries", self.sweep_temporaries)
         self.step("shim", self.ensure_shim)
         self.daemon.start()
         self.step("templates", self.overrides.ensure)
@@ -276,6 +277,21 @@ class Agent:
         self.last_mtu = facts.uplink_mtu
         return facts
 
+    def sweep_temporaries(self) -> None:
+        """Remove from the CNI conf dir the temporary files a killed writer left:
+        ``.tmp-<pid>-...partial`` of a dead process (durable's naming), and the
+        older ``.tmp-<pid>-<hex>-10-cni-render.conflist``, which a runtime
+        could load and which would shadow the real conflist for good."""
+        directory = self.paths.cni_conf_dir
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return
+        durable.sweep_temporaries(directory, names)
+        for name in stale_legacy_temporaries(names, process_exists):
+            if files.remove_file(os.path.join(directory, name)):
+                self.say(f"removed the stale temporary {os.path.join(directory, name)}")
+
     def ensure_shim(self) -> None:
         with open(self.paths.shim, "rb") as handle:
             wanted = handle.read()
@@ -397,6 +413,16 @@ def node_facts(paths: Paths, last_mtu: int | None = None) -> NodeFacts:
         portmap=os.path.isfile(os.path.join(paths.cni_bin_dir, "portmap")),
         template_dir=paths.templates,
     )
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def known_mtu(detected: int, last: int | None, conflist: bytes | None) -> int:

@@ -11,7 +11,8 @@ per family, the MTU of the node's uplink unless the settings fix one, and
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+import re
+from typing import Any, Callable, Sequence
 
 from cni_render.cni.spec import CURRENT_VERSION
 from cni_render.node.nodeinfo import Network
@@ -23,6 +24,11 @@ NO_POD_CIDR = (
     "node {node} has no spec.podCIDRs: the controller manager must allocate node CIDRs "
     "(--allocate-node-cidrs with --cluster-cidr); no conflist is written until it does"
 )
+
+
+# .tmp-<pid>-<hex>-10-cni-render.conflist: the temporary name agents used before
+# temporaries ended in .partial; it ends in .conflist, so a runtime may load it.
+LEGACY_TEMPORARY = re.compile(r"^\.tmp-(?P<pid>[0-9]+)-[0-9a-f]+-10-cni-render\.conflist$")
 
 
 class NoPodCidr(ValueError):
@@ -83,3 +89,14 @@ def plugin_config(document: dict[str, Any], cni_version: str = CURRENT_VERSION) 
     """The cni-render entry as a runtime hands it to the plugin (for STATUS)."""
     entry = dict(document["plugins"][0], name=document["name"], cniVersion=cni_version)
     return json.dumps(entry).encode()
+
+
+def stale_legacy_temporaries(names: Sequence[str], alive: Callable[[int], bool]) -> list[str]:
+    """Among ``names`` in the conf dir, the conflist temporaries of the old
+    naming left by a process that is gone (``alive(pid)`` False)."""
+    stale = []
+    for name in names:
+        match = LEGACY_TEMPORARY.match(name)
+        if match and not alive(int(match["pid"])):
+            stale.append(name)
+    return stale

@@ -2,12 +2,14 @@
 the node's commands recorded, changes nothing that depends on an input until that input
 has been listed once; Events never hold up the reconcile loop; every API call has a
 timeout; a deleted settings ConfigMap keeps the last settings; an unknown uplink MTU
-keeps the last known one; the DaemonSet comes first in the manifest."""
+keeps the last known one; the DaemonSet comes first in the manifest; stale temporaries
+are removed from the conf dir at start."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -225,3 +227,21 @@ def test_every_api_call_has_a_timeout(monkeypatch):
 def test_the_daemonset_comes_first_in_the_manifest():
     documents = [d for d in yaml.safe_load_all((ROOT / "deploy" / "cni-render.yaml").read_text()) if d]
     assert documents[0]["kind"] == "DaemonSet"  # `kubectl delete -f` stops the agents before the ConfigMaps go
+
+
+def test_stale_temporaries_are_removed_from_the_conf_dir_at_start(node):
+    conf = Path(node["paths"].cni_conf_dir)
+    dead = 2**22 + 12345  # above the largest pid_max: no such process
+    names = {
+        f".tmp-{dead}-0a1b2c-10-cni-render.conflist": "gone",  # the old naming: a runtime may load it
+        f".tmp-{dead}-0a1b2c-10-cni-render.conflist.partial": "gone",
+        f".tmp-{os.getpid()}-0a1b2c-10-cni-render.conflist.partial": "kept",  # a live writer's
+        f".tmp-{os.getpid()}-0a1b2c-10-cni-render.conflist": "kept",
+        ".tmp-x-other.conflist": "kept",  # not of our naming
+        "10-cni-render.conflist": "kept",
+        "99-other.conflist": "kept",
+    }
+    for name in names:
+        (conf / name).write_text("{}")
+    make_agent(node).sweep_temporaries()
+    assert sorted(p.name for p in conf.iterdir()) == sorted(n for n, fate in names.items() if fate == "kept")
