@@ -4,7 +4,8 @@ The ConfigMap's keys are template file names (``add-host.ip.j2``) and its
 values their text, exactly what an operator would put in a ``templateDir``.
 A new set is written to a staging directory, checked the way ``cni-render
 validate`` checks a set (schema, every template compiles, every template
-renders for a sample pod in every spec version), and only when all of that
+renders for a sample pod in every spec version into batches that hold only
+what :mod:`cni_render.datapath.checks` allows), and only when all of that
 passes does it become active: ``/run/cni-render/templates`` (the conflist's
 ``templateDir``) is a symlink to one complete version directory, replaced by
 a rename, so the daemon reads the old set or the new one, never a mix. A
@@ -164,6 +165,7 @@ def _limit_self(limits: Limits) -> None:
     cpu = math.ceil(used.ru_utime + used.ru_stime + limits.cpu_seconds)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGXCPU dumps core by default: not here
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.setitimer(signal.ITIMER_REAL, limits.wall_seconds)
 
