@@ -1,6 +1,8 @@
 """The Kubernetes API, through the official ``kubernetes`` client: list and
-watch (with resourceVersion) Nodes and the agent's two ConfigMaps, read its
-own Node, and post Events on it. The only module that imports the client.
+watch (with resourceVersion) Nodes and the agent's two ConfigMaps, and post
+Events on Nodes in ``EVENTS_NAMESPACE``: exactly what deploy/cni-render.yaml
+grants (docs/kubernetes.md, "Permissions"). The only module that imports the
+client.
 
 Objects are handed on in their JSON form (dicts, as ``kubectl get -o json``
 shows them), so everything after this module is plain data. Every call has a
@@ -40,9 +42,6 @@ class Cluster:
         self.core = client.CoreV1Api()
         self.namespace = namespace
         self.log = log
-
-    def get_node(self, name: str) -> dict[str, Any]:
-        return _json(self.core.read_node(name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
 
     def list_nodes(self) -> list[dict[str, Any]]:
         listing = self.core.list_node(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)

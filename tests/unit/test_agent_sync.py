@@ -205,7 +205,6 @@ class RecordingCore:
 def test_every_api_call_has_a_timeout(monkeypatch):
     cluster = cluster_module.Cluster.__new__(cluster_module.Cluster)
     cluster.core, cluster.namespace, cluster.log = RecordingCore(), "kube-system", io.StringIO()
-    cluster.get_node("a")
     cluster.list_nodes()
     cluster.get_config_map("cni-render-settings")
     cluster.node_event({"metadata": {"name": "a", "uid": "u"}}, "Test", "m")
@@ -218,7 +217,7 @@ def test_every_api_call_has_a_timeout(monkeypatch):
     monkeypatch.setattr(cluster, "_watch", watch_once)
     cluster.watch_nodes(lambda items: None, lambda kind, item: None, stop)
     assert set(cluster.core.calls) == {
-        "read_node", "list_node", "read_namespaced_config_map", "create_namespaced_event",
+        "list_node", "read_namespaced_config_map", "create_namespaced_event",
     }
     for name, arguments in cluster.core.calls.items():
         assert arguments.get("_request_timeout") == cluster_module.REQUEST_TIMEOUT, name
@@ -245,3 +244,23 @@ def test_stale_temporaries_are_removed_from_the_conf_dir_at_start(node):
         (conf / name).write_text("{}")
     make_agent(node).sweep_temporaries()
     assert sorted(p.name for p in conf.iterdir()) == sorted(n for n, fate in names.items() if fate == "kept")
+
+
+def test_events_may_be_created_only_where_the_agent_posts_them():
+    documents = [d for d in yaml.safe_load_all((ROOT / "deploy" / "cni-render.yaml").read_text()) if d]
+    rules = {}
+    for document in documents:
+        if document["kind"] in ("Role", "ClusterRole"):
+            where = document["metadata"].get("namespace", "cluster")
+            for rule in document["rules"]:
+                for resource in rule["resources"]:
+                    rules[(where, resource)] = sorted(rule["verbs"])
+    assert rules == {
+        ("cluster", "nodes"): ["list", "watch"],
+        ("kube-system", "configmaps"): ["get", "list", "watch"],
+        (cluster_module.EVENTS_NAMESPACE, "events"): ["create"],
+    }
+    bound = {(d["metadata"].get("namespace", "cluster"), d["roleRef"]["name"]) for d in documents
+             if d["kind"] in ("RoleBinding", "ClusterRoleBinding")}
+    assert bound == {("cluster", "cni-render"), ("kube-system", "cni-render"),
+                     (cluster_module.EVENTS_NAMESPACE, "cni-render-events")}
