@@ -1,7 +1,8 @@
 """Egress masquerade for the whole node, both families, in one nft table.
 
-The set of "cluster" addresses is every node's pod CIDRs plus the configured
-cluster CIDRs, collapsed (an nft interval set refuses overlapping elements,
+The set of "cluster" addresses is every node's believed pod CIDRs (a refused
+one, 0.0.0.0/0 say, never: :func:`cni_render.node.nodeinfo.admit_pod_cidrs`)
+plus the configured cluster CIDRs, collapsed (an nft interval set refuses overlapping elements,
 e.g. a cluster CIDR and a node CIDR inside it). Traffic from that set to
 anything outside it that is not local to the node is masqueraded; traffic
 between pods, on this node or another, keeps its source address. Turning

@@ -1,6 +1,8 @@
 """The agent's order on a node, run for real inside a throwaway node namespace with
 a fake API: the shim first, then the daemon, and the conflist only once the daemon
-answers STATUS for it; a node without pod CIDRs gets an Event and no conflist."""
+answers STATUS for it; a node without pod CIDRs gets an Event and no conflist; an
+agent whose API server never answers leaves the node's routes, masquerade table and
+conflist as they are."""
 
 from __future__ import annotations
 
@@ -24,14 +26,15 @@ class FakeCluster:
     def node_event(self, node, reason, message, warning=True):
         self.events.append([reason, message])
 
-root, nodes = sys.argv[1], json.loads(sys.argv[2])
+root, nodes = sys.argv[1], json.loads(sys.argv[2])  # nodes None: the API server never answers
 paths = Paths(node_name="a", cni_bin_dir=root + "/bin", cni_conf_dir=root + "/net.d",
               shim=root + "/image-shim", state_dir=root + "/run")
 cluster = FakeCluster()
 agent = Agent(paths, cluster, log=sys.stderr)
-agent.nodes_listed(nodes)
-agent.settings_changed(None)
-agent.templates_changed({})
+if nodes is not None:
+    agent.nodes_listed(nodes)
+    agent.settings_changed(None)
+    agent.templates_changed({})
 agent.overrides.ensure()
 agent.daemon.start()
 try:
@@ -73,7 +76,7 @@ def node_root(plain_node, tmp_path, static_shim):
     return tmp_path
 
 
-def agent_round(node: Node, root: Path, nodes: list) -> dict:
+def agent_round(node: Node, root: Path, nodes: list | None) -> dict:
     proc = node.exec([sys.executable, "-c", AGENT_ROUND, str(root), json.dumps(nodes)], check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return {**json.loads(proc.stdout), "log": proc.stderr}
@@ -105,3 +108,21 @@ def test_the_conflist_comes_after_the_daemon_answers_and_routes_follow(plain_nod
 
     second = agent_round(plain_node, node_root, nodes)  # a restarted agent: nothing to rewrite
     assert "wrote " not in second["log"] and "installed the shim" not in second["log"]
+
+
+def test_an_api_server_that_never_answers_removes_nothing(plain_node, node_root):
+    nodes = [node_json("a", ["10.244.0.0/24"], "192.0.2.10"), node_json("b", ["10.244.1.0/24"], "192.0.2.11")]
+    agent_round(plain_node, node_root, nodes)
+
+    def node_state():
+        return (
+            plain_node.exec(["ip", "-j", "route", "show", "table", "main"]).stdout,
+            plain_node.exec(["nft", "list", "table", "inet", "cni-render-node"]).stdout,
+            (node_root / "net.d" / "10-cni-render.conflist").read_bytes(),
+        )
+
+    before = node_state()
+    assert "10.244.1.0/24" in before[0] and "10.244.0.0/23" in before[1]
+    outcome = agent_round(plain_node, node_root, None)  # a restarted agent: nothing ever listed
+    assert node_state() == before
+    assert "waiting for the first listing of Nodes" in outcome["log"]
