@@ -180,12 +180,21 @@ def validate_here(conflist: Mapping[str, Any], template_dir: str) -> list[str]:
 
 
 class TemplateOverrides:
-    """The active override directory and the versions behind it."""
+    """The active override directory and the versions behind it.
 
-    def __init__(self, active: str, validator: Validator = validate_set):
+    ``active`` lives on the node's tmpfs (``/run``), which a reboot empties
+    while the conflist that names it stays. With ``saved`` (a file on disk
+    that survives the reboot), the last good set is written there, whole,
+    each time one becomes active, and :meth:`ensure` restores it when the
+    active directory is gone, before the daemon answers any ADD: a pod
+    created after a reboot gets the operator's datapath, never the built-in
+    one by accident."""
+
+    def __init__(self, active: str, validator: Validator = validate_set, saved: str | None = None):
         self.active = active
         self.versions = active + VERSIONS_DIR_SUFFIX
         self.validator = validator
+        self.saved = saved
 
     def current_digest(self) -> str | None:
         try:
@@ -193,15 +202,44 @@ class TemplateOverrides:
         except OSError:
             return None
 
-    def ensure(self) -> None:
-        """An active directory exists (empty: the built-in templates serve)."""
-        if self.current_digest() is None:
-            self._activate(self._write_version(EMPTY_DIGEST, {}))
+    def ensure(self) -> str:
+        """An active directory exists: the one there, else the saved last good
+        set, else an empty one (the built-in templates serve). Its digest."""
+        current = self.current_digest()
+        if current is not None and os.path.isdir(self.active):
+            return current
+        templates = self._load_saved()
+        digest = digest_of(templates)
+        self._activate(self._write_version(digest, templates))
+        return digest
+
+    def _load_saved(self) -> dict[str, str]:
+        """The saved set, or none when there is no saved set or it does not
+        hold what its digest says (then the built-in templates serve)."""
+        if not self.saved:
+            return {}
+        content = files.read_bytes(self.saved)
+        try:
+            document = json.loads(content or b"{}")
+            templates = {str(k): str(v) for k, v in (document.get("templates") or {}).items()}
+        except (ValueError, AttributeError):
+            return {}
+        if document.get("digest") != digest_of(templates) or name_problems(templates):
+            return {}
+        return templates
+
+    def _save(self, templates: Mapping[str, str]) -> None:
+        if self.saved:
+            document = {"digest": digest_of(templates), "templates": dict(templates)}
+            os.makedirs(os.path.dirname(self.saved) or ".", mode=0o700, exist_ok=True)
+            files.write_atomically(self.saved, (json.dumps(document, sort_keys=True) + "\n").encode(), 0o600)
 
     def apply(self, templates: Mapping[str, str], conflist: Mapping[str, Any]) -> Activation:
         """Check ``templates`` against ``conflist`` and make them active if they pass."""
         digest = digest_of(templates)
         if digest == self.current_digest():
+            if self.saved and digest_of(self._load_saved()) != digest:
+                self._save(templates)  # e.g. the first start with a saved file configured
             return Activation(digest, changed=False)
         problems = name_problems(templates)
         if problems:
@@ -217,6 +255,7 @@ class TemplateOverrides:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self._activate(final)
+        self._save(templates)
         return Activation(digest, changed=True)
 
     def _check(self, staging: str, conflist: Mapping[str, Any]) -> list[str]:

@@ -142,3 +142,51 @@ def test_a_batch_that_runs_a_command_is_refused_naming_file_line_and_word(overri
     assert_refused_keeping_the_good_set(
         overrides, hostile, "cni-render-templates/add-host.ip.j2: rendered line 10 'netns exec x /bin/sh -c id': 'netns' is refused"
     )
+
+
+# --- a reboot empties /run; the saved last good set comes back -----------------------
+
+
+def reboot(tmp_path):
+    """What a reboot does to the node's tmpfs: the active set and its versions go."""
+    import shutil
+
+    for name in ("templates", "templates.d"):
+        path = tmp_path / name
+        if path.is_symlink():
+            path.unlink()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_after_a_reboot_the_saved_last_good_set_is_active_again(tmp_path):
+    saved = str(tmp_path / "disk" / "templates.json")
+    before = TemplateOverrides(str(tmp_path / "templates"), saved=saved)
+    before.ensure()
+    assert before.apply(GOOD, conflist(before)).changed
+    reboot(tmp_path)
+    after = TemplateOverrides(str(tmp_path / "templates"), saved=saved)
+    assert after.ensure() == before.current_digest()
+    assert (tmp_path / "templates" / "add-host.ip.j2").read_text() == GOOD["add-host.ip.j2"]
+
+
+def test_a_refused_set_is_not_saved_and_an_emptied_one_is(tmp_path):
+    saved = str(tmp_path / "disk" / "templates.json")
+    overrides = TemplateOverrides(str(tmp_path / "templates"), saved=saved)
+    overrides.ensure()
+    good = overrides.apply(GOOD, conflist(overrides)).digest
+    assert overrides.apply(BROKEN_SYNTAX, conflist(overrides)).refused
+    reboot(tmp_path)
+    assert TemplateOverrides(str(tmp_path / "templates"), saved=saved).ensure() == good
+    emptied = TemplateOverrides(str(tmp_path / "templates"), saved=saved)
+    assert emptied.apply({}, conflist(emptied)).changed
+    reboot(tmp_path)
+    assert TemplateOverrides(str(tmp_path / "templates"), saved=saved).ensure() != good
+    assert os.listdir(tmp_path / "templates") == []
+
+
+def test_a_saved_file_that_does_not_match_its_digest_restores_nothing(tmp_path):
+    saved = tmp_path / "templates.json"
+    saved.write_text('{"digest": "0000000000000000", "templates": {"add-host.ip.j2": "link set dev x up\\n"}}')
+    overrides = TemplateOverrides(str(tmp_path / "templates"), saved=str(saved))
+    overrides.ensure()
+    assert os.listdir(tmp_path / "templates") == []
