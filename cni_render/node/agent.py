@@ -112,7 +112,7 @@ class Agent:
         self.log = log
         self.metrics = metrics or Metrics()
         self.daemon = DaemonChild(paths.socket, self.metrics, log)
-        self.overrides = TemplateOverrides(paths.templates)
+        self.overrides = TemplateOverrides(paths.templates, saved=paths.saved_templates)
         self.settings = Settings()
         self.nodes: dict[str, NodeInfo] = {}
         self.own_node: dict[str, Any] = {"metadata": {"name": paths.node_name}}
@@ -139,8 +139,10 @@ class Agent:
         self.say(f"starting on node {self.paths.node_name}")
         self.step("temporaries", self.sweep_temporaries)
         self.step("shim", self.ensure_shim)
-        self.daemon.start()
+        # the last good override set is active before the daemon answers any ADD
+        # (after a reboot the conflist still names it, but /run is empty)
         self.step("templates", self.overrides.ensure)
+        self.daemon.start()
         self.watch_in_background()
         self.listed[SETTINGS].wait(SYNC_SECONDS)  # the metrics address; the defaults if the API is away
         self.step("metrics", self.serve_metrics)

@@ -80,6 +80,8 @@ class Paths:
     cni_conf_dir: str = "/host/etc/cni/net.d"
     shim: str = "/opt/cni-render/shim/cni-render"
     state_dir: str = "/run/cni-render"
+    # survives a reboot (state_dir is tmpfs): the last good template override set
+    persistent_dir: str = "/var/lib/cni/cni-render"
     namespace: str = NAMESPACE
 
     @property
@@ -96,6 +98,11 @@ class Paths:
         return os.path.join(self.state_dir, "templates")
 
     @property
+    def saved_templates(self) -> str:
+        """The last good override set, on disk: restored after a reboot."""
+        return os.path.join(self.persistent_dir, "templates.json")
+
+    @property
     def ipam_dir(self) -> str:
         return os.path.join(self.state_dir, "ipam")
 
@@ -109,6 +116,7 @@ ENVIRONMENT = {
     "cni_conf_dir": "CNI_RENDER_HOST_CONF_DIR",
     "shim": "CNI_RENDER_SHIM",
     "state_dir": "CNI_RENDER_STATE_DIR",
+    "persistent_dir": "CNI_RENDER_PERSISTENT_DIR",
     "namespace": "CNI_RENDER_NAMESPACE",
 }
 

@@ -264,3 +264,32 @@ def test_events_may_be_created_only_where_the_agent_posts_them():
              if d["kind"] in ("RoleBinding", "ClusterRoleBinding")}
     assert bound == {("cluster", "cni-render"), ("kube-system", "cni-render"),
                      (cluster_module.EVENTS_NAMESPACE, "cni-render-events")}
+
+
+class DaemonStarted(Exception):
+    """Stops Agent.run() where the daemon would start."""
+
+
+def test_after_a_reboot_the_saved_override_set_is_active_before_the_daemon_starts(tmp_path, monkeypatch):
+    from cni_render.node.overrides import TemplateOverrides, digest_of
+
+    saved_set = {"add-host.ip.j2": '{% include "builtin/add-host.ip.j2" %}\nlink set dev {{ host.ifname }} txqueuelen 10000\n'}
+    paths = Paths(node_name="a", cni_bin_dir=str(tmp_path / "bin"), cni_conf_dir=str(tmp_path / "net.d"),
+                  shim=str(tmp_path / "image-shim"), state_dir=str(tmp_path / "run"),
+                  persistent_dir=str(tmp_path / "var"))
+    (tmp_path / "var").mkdir()
+    Path(paths.saved_templates).write_text(json.dumps({"digest": digest_of(saved_set), "templates": saved_set}))
+    agent = Agent(paths, SilentCluster(), log=io.StringIO())
+    assert isinstance(agent.overrides, TemplateOverrides) and agent.overrides.saved == paths.saved_templates
+    seen = {}
+
+    def start():
+        seen["active"] = sorted(os.listdir(paths.templates)) if os.path.isdir(paths.templates) else None
+        raise DaemonStarted
+
+    monkeypatch.setattr(agent.daemon, "start", start)
+    monkeypatch.setattr(agent_module.signal, "signal", lambda *args: None)  # pytest keeps its handlers
+    with pytest.raises(DaemonStarted):
+        agent.run()
+    assert seen["active"] == ["add-host.ip.j2"]
+    assert Path(paths.templates, "add-host.ip.j2").read_text() == saved_set["add-host.ip.j2"]
