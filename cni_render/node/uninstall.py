@@ -24,7 +24,7 @@ def uninstall(paths: Paths) -> list[str]:
     """Remove the agent's things; what was removed, one line each."""
     done = []
     _mark(paths)
-    for path in (paths.conflist, os.path.join(paths.cni_bin_dir, "cni-render")):
+    for path in _files(paths):
         if files.remove_file(path):
             done.append(f"removed {path}")
     plan = uninstall_plan(read_current_routes())
@@ -37,9 +37,14 @@ def uninstall(paths: Paths) -> list[str]:
     return done
 
 
+def _files(paths: Paths) -> tuple[str, ...]:
+    """The agent's files on the node: the conflist, the shim, the saved override set."""
+    return paths.conflist, os.path.join(paths.cni_bin_dir, "cni-render"), paths.saved_templates
+
+
 def leftovers(paths: Paths) -> list[str]:
     """What of the agent's is still on the node (empty: the uninstall is complete)."""
-    left = [path for path in (paths.conflist, os.path.join(paths.cni_bin_dir, "cni-render")) if os.path.lexists(path)]
+    left = [path for path in _files(paths) if os.path.lexists(path)]
     left += [f"route {r.dst} proto {ROUTE_PROTOCOL}" for r in read_current_routes() if r.protocol == ROUTE_PROTOCOL]
     if _table_exists():
         left.append(f"nft table inet {TABLE}")

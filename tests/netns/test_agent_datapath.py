@@ -85,10 +85,14 @@ def test_routes_carry_the_protocol_and_uninstall_removes_exactly_ours(plain_node
 
     reconcile(node, [A, B])
     paths = node_paths(tmp_path)
+    Path(paths.saved_templates).parent.mkdir(parents=True, exist_ok=True)
+    Path(paths.saved_templates).write_text('{"digest": "x", "templates": {}}')
     with system.in_netns(node.netns):
+        assert paths.saved_templates in leftovers(paths)
         done = uninstall(paths)
         assert leftovers(paths) == []
     assert "removed route 10.244.1.0/24 via 192.0.2.20 proto 245" in done
+    assert f"removed {paths.saved_templates}" in done
     assert routes(node, "proto", str(ROUTE_PROTOCOL)) == {}
     remaining = routes(node, "proto", "static")
     assert set(remaining) == {"10.99.0.0/24", "10.244.5.0/24"}  # the foreign routes survive
@@ -127,6 +131,7 @@ def node_paths(tmp_path: Path) -> Paths:
         cni_bin_dir=str(tmp_path / "bin"),
         cni_conf_dir=str(tmp_path / "net.d"),
         state_dir=str(tmp_path / "run"),
+        persistent_dir=str(tmp_path / "var"),
     )
 
 

@@ -28,7 +28,7 @@ class FakeCluster:
 
 root, nodes = sys.argv[1], json.loads(sys.argv[2])  # nodes None: the API server never answers
 paths = Paths(node_name="a", cni_bin_dir=root + "/bin", cni_conf_dir=root + "/net.d",
-              shim=root + "/image-shim", state_dir=root + "/run")
+              shim=root + "/image-shim", state_dir=root + "/run", persistent_dir=root + "/var")
 cluster = FakeCluster()
 agent = Agent(paths, cluster, log=sys.stderr)
 if nodes is not None:

@@ -84,7 +84,7 @@ def node(tmp_path, monkeypatch):
     for directory in ("bin", "net.d", "run"):
         (tmp_path / directory).mkdir()
     done["paths"] = Paths(node_name="a", cni_bin_dir=str(tmp_path / "bin"), cni_conf_dir=str(tmp_path / "net.d"),
-                          state_dir=str(tmp_path / "run"))
+                          state_dir=str(tmp_path / "run"), persistent_dir=str(tmp_path / "var"))
     return done
 
 

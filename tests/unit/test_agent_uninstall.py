@@ -20,7 +20,7 @@ def paths(tmp_path, monkeypatch):
     for directory in ("bin", "net.d", "run"):
         (tmp_path / directory).mkdir()
     return Paths(node_name="a", cni_bin_dir=str(tmp_path / "bin"), cni_conf_dir=str(tmp_path / "net.d"),
-                 state_dir=str(tmp_path / "run"))
+                 state_dir=str(tmp_path / "run"), persistent_dir=str(tmp_path / "var"))
 
 
 def test_an_uninstall_after_the_agent_started_stops_it_and_a_restarted_agent_runs(paths):
