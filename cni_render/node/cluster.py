@@ -1,32 +1,31 @@
-"""The Kubernetes API, through the official ``kubernetes`` client: list and
-watch (with resourceVersion) Nodes and the agent's two ConfigMaps, and post
-Events on Nodes in ``EVENTS_NAMESPACE``: exactly what deploy/cni-render.yaml
-grants (docs/kubernetes.md, "Permissions"). The only module that imports the
-client.
+"""The Kubernetes API as the agent uses it: list and watch (with
+resourceVersion) Nodes and the agent's two ConfigMaps, and post Events on Nodes
+in ``EVENTS_NAMESPACE``: exactly what deploy/cni-render.yaml grants
+(docs/kubernetes.md, "Permissions"). The only module that talks to the API,
+through ``kubeapi`` (the standard library's HTTP, no client package).
 
 Objects are handed on in their JSON form (dicts, as ``kubectl get -o json``
 shows them), so everything after this module is plain data. Every call has a
-timeout (``_request_timeout``): an API server that accepts and never answers
+timeout (``REQUEST_TIMEOUT``): an API server that accepts and never answers
 costs a watch a retry, never a thread forever.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
+from contextlib import closing
 from datetime import datetime, timezone
 from typing import Any, Callable, TextIO
 
-from kubernetes import client, config, watch
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+from cni_render.node.kubeapi import Api, ApiError, ConfigError, Query, from_kubeconfig, in_cluster
 
 WATCH_SECONDS = 300  # the API server ends each watch after this; it is resumed from the last version
 RETRY_SECONDS = (1, 2, 5, 10, 30)
 EVENTS_NAMESPACE = "default"  # where the kubelet puts a Node's events; `kubectl describe node` shows them
 GONE = 410
 REQUEST_TIMEOUT = (10, 30)  # seconds to connect, seconds to read an answer: every call but a watch
+WATCH_TIMEOUT = (10, WATCH_SECONDS + 30)  # a watch's server may stay silent until it ends the watch
 
 # on_sync(every object, listed) and on_event(type, object) receive JSON-form dicts
 OnSync = Callable[[list[dict[str, Any]]], None]
@@ -34,32 +33,30 @@ OnEvent = Callable[[str, dict[str, Any]], None]
 
 
 class Cluster:
-    def __init__(self, namespace: str, log: TextIO = sys.stderr):
-        try:
-            config.load_incluster_config()
-        except ConfigException:
-            config.load_kube_config()  # `cni-render node render` run outside the cluster
-        self.core = client.CoreV1Api()
+    def __init__(self, namespace: str, log: TextIO = sys.stderr, api: Api | None = None):
+        if api is None:
+            try:
+                api = Api(in_cluster())
+            except ConfigError:
+                api = Api(from_kubeconfig())  # `cni-render node render` run outside the cluster
+        self.api = api
         self.namespace = namespace
         self.log = log
 
     def list_nodes(self) -> list[dict[str, Any]]:
-        listing = self.core.list_node(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-        return list(_json(listing).get("items") or [])
+        return list(self.api.get("/api/v1/nodes", timeout=REQUEST_TIMEOUT).get("items") or [])
 
     def get_config_map(self, name: str) -> dict[str, str] | None:
         try:
-            found = _json(self.core.read_namespaced_config_map(
-                name, self.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
-            ))
-        except ApiException as exc:
+            found = self.api.get(f"/api/v1/namespaces/{self.namespace}/configmaps/{name}", timeout=REQUEST_TIMEOUT)
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
         return dict(found.get("data") or {})
 
     def watch_nodes(self, on_sync: OnSync, on_event: OnEvent, stop: threading.Event) -> None:
-        self._list_and_watch("nodes", self.core.list_node, {}, on_sync, on_event, stop)
+        self._list_and_watch("nodes", "/api/v1/nodes", {}, on_sync, on_event, stop)
 
     def watch_config_map(
         self, name: str, on_data: Callable[[dict[str, str] | None], None], stop: threading.Event
@@ -72,14 +69,15 @@ class Cluster:
         def event(kind: str, item: dict[str, Any]) -> None:
             on_data(None if kind == "DELETED" else dict(item.get("data") or {}))
 
-        selector = {"namespace": self.namespace, "field_selector": f"metadata.name={name}"}
-        self._list_and_watch(f"configmap {name}", self.core.list_namespaced_config_map, selector, synced, event, stop)
+        path = f"/api/v1/namespaces/{self.namespace}/configmaps"
+        selector = {"fieldSelector": f"metadata.name={name}"}
+        self._list_and_watch(f"configmap {name}", path, selector, synced, event, stop)
 
     def _list_and_watch(
         self,
         what: str,
-        list_function: Callable[..., Any],
-        arguments: dict[str, Any],
+        path: str,
+        query: Query,
         on_sync: OnSync,
         on_event: OnEvent,
         stop: threading.Event,
@@ -91,12 +89,12 @@ class Cluster:
         while not stop.is_set():
             try:
                 if version is None:
-                    listing = _json(list_function(_preload_content=False, _request_timeout=REQUEST_TIMEOUT, **arguments))
-                    version = listing["metadata"]["resourceVersion"]
+                    listing = self.api.get(path, query, timeout=REQUEST_TIMEOUT)
+                    version = str(listing["metadata"]["resourceVersion"])
                     on_sync(list(listing.get("items") or []))
-                version = self._watch(list_function, arguments, version, on_event, stop)
+                version = self._watch(path, query, version, on_event, stop)
                 failures = 0
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status == GONE:
                     version = None
                     continue
@@ -104,30 +102,19 @@ class Cluster:
             except Exception as exc:  # connection refused or reset, timeouts: the API server restarts
                 failures = self._backoff(what, f"{type(exc).__name__}: {exc}", failures, stop)
 
-    def _watch(
-        self,
-        list_function: Callable[..., Any],
-        arguments: dict[str, Any],
-        version: str,
-        on_event: OnEvent,
-        stop: threading.Event,
-    ) -> str:
-        """One watch from ``version`` until the server ends it; the last version seen."""
-        stream = watch.Watch().stream(
-            list_function,
-            resource_version=version,
-            timeout_seconds=WATCH_SECONDS,
-            allow_watch_bookmarks=True,
-            _request_timeout=(10, WATCH_SECONDS + 30),
-            **arguments,
-        )
-        for event in stream:
-            item = event.get("raw_object") or {}
-            version = (item.get("metadata") or {}).get("resourceVersion") or version
-            if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                on_event(event["type"], item)
-            if stop.is_set():
-                break
+    def _watch(self, path: str, query: Query, version: str, on_event: OnEvent, stop: threading.Event) -> str:
+        """One watch from ``version`` until the server ends it; the last version seen
+        (BOOKMARK events carry only that)."""
+        arguments = {**query, "resourceVersion": version, "timeoutSeconds": WATCH_SECONDS,
+                     "allowWatchBookmarks": True}
+        with closing(self.api.watch(path, arguments, timeout=WATCH_TIMEOUT)) as stream:
+            for event in stream:
+                item = event.get("object") or {}
+                version = (item.get("metadata") or {}).get("resourceVersion") or version
+                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    on_event(event["type"], item)
+                if stop.is_set():
+                    break
         return version
 
     def _backoff(self, what: str, problem: str, failures: int, stop: threading.Event) -> int:
@@ -154,14 +141,6 @@ class Cluster:
             "lastTimestamp": now,
             "count": 1,
         }
-        # The client's stub says CoreV1Event; its serializer sends a plain dict body as it is.
-        self.core.create_namespaced_event(
-            EVENTS_NAMESPACE, body, _request_timeout=REQUEST_TIMEOUT  # type: ignore[arg-type]
-        )
-
-
-def _json(response: Any) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(response.data)  # the API server's JSON objects
-    return document
+        self.api.create(f"/api/v1/namespaces/{EVENTS_NAMESPACE}/events", body, timeout=REQUEST_TIMEOUT)
 
 

@@ -189,22 +189,23 @@ def test_the_mtu_rule():
     assert known_mtu(0, None, None) == 1500 and known_mtu(0, None, b"{broken") == 1500
 
 
-class RecordingCore:
-    """CoreV1Api's calls the agent makes, each recording its keyword arguments."""
+class RecordingApi:
+    """The kubeapi.Api calls the agent makes, each recording its timeout."""
 
     def __init__(self):
         self.calls = {}
 
-    def __getattr__(self, name):
-        def call(*args, **kwargs):
-            self.calls[name] = kwargs
-            return type("Response", (), {"data": json.dumps({"metadata": {"resourceVersion": "1"}, "items": []})})
-        return call
+    def get(self, path, query=None, timeout=None):
+        self.calls[f"get {path}"] = timeout
+        return {"metadata": {"resourceVersion": "1"}, "items": []}
+
+    def create(self, path, body, timeout=None):
+        self.calls[f"create {path}"] = timeout
+        return {}
 
 
 def test_every_api_call_has_a_timeout(monkeypatch):
-    cluster = cluster_module.Cluster.__new__(cluster_module.Cluster)
-    cluster.core, cluster.namespace, cluster.log = RecordingCore(), "kube-system", io.StringIO()
+    cluster = cluster_module.Cluster("kube-system", log=io.StringIO(), api=RecordingApi())
     cluster.list_nodes()
     cluster.get_config_map("cni-render-settings")
     cluster.node_event({"metadata": {"name": "a", "uid": "u"}}, "Test", "m")
@@ -215,12 +216,13 @@ def test_every_api_call_has_a_timeout(monkeypatch):
         return "1"
 
     monkeypatch.setattr(cluster, "_watch", watch_once)
-    cluster.watch_nodes(lambda items: None, lambda kind, item: None, stop)
-    assert set(cluster.core.calls) == {
-        "list_node", "read_namespaced_config_map", "create_namespaced_event",
+    cluster.watch_config_map("cni-render-templates", lambda data: None, stop)
+    assert set(cluster.api.calls) == {
+        "get /api/v1/nodes", "get /api/v1/namespaces/kube-system/configmaps/cni-render-settings",
+        "get /api/v1/namespaces/kube-system/configmaps", "create /api/v1/namespaces/default/events",
     }
-    for name, arguments in cluster.core.calls.items():
-        assert arguments.get("_request_timeout") == cluster_module.REQUEST_TIMEOUT, name
+    for name, timeout in cluster.api.calls.items():
+        assert timeout == cluster_module.REQUEST_TIMEOUT, name  # a watch's: tests/unit/test_kubeapi.py
 
 
 def test_the_daemonset_comes_first_in_the_manifest():
