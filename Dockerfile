@@ -3,9 +3,12 @@
 # Build stage: a virtualenv with the pinned dependencies (requirements.lock,
 # every file checked against its hash), the package itself, and the static
 # node shim (NODE_MODE: no Python, never executes anything) that the agent
-# copies into the host's /opt/cni/bin. Final stage: that virtualenv without
-# pip, setuptools or wheel, the shim, python3, iproute2 and nftables; no
-# compiler.
+# copies into the host's /opt/cni/bin. Runtime stage: that virtualenv without
+# pip, setuptools, wheel or packaging, the shim, python3, iproute2 and nftables; no
+# compiler, and none of what the agent never reads (documentation, man pages,
+# locales, apt's lists and caches, logs). The final image is that stage's tree
+# copied into one layer, so what was removed is really gone (a removal in a
+# layer above the base would hide files, not free them).
 #
 # Both bases are build arguments so the image builds offline from locally
 # made bases, e.g.
@@ -44,19 +47,25 @@ COPY templates /src/templates
 COPY schemas /src/schemas
 RUN /opt/cni-render/venv/bin/pip install --no-deps --no-build-isolation /src \
     && /opt/cni-render/venv/bin/cni-render install --build-static-shim /opt/cni-render/shim/cni-render \
-    && /opt/cni-render/venv/bin/pip uninstall -y -q wheel setuptools pip \
+    && /opt/cni-render/venv/bin/pip uninstall -y -q wheel packaging setuptools pip \
     && test ! -e /opt/cni-render/venv/bin/pip
 
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS runtime
 RUN need=""; \
     for package in python3 iproute2 nftables ca-certificates; do \
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || need="$need $package"; \
     done; \
     if [ -n "$need" ]; then \
         apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need \
-        && rm -rf /var/lib/apt/lists/*; \
-    fi
+        || exit 1; \
+    fi; \
+    rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/* /usr/share/lintian \
+        /usr/share/bash-completion /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old \
+        /var/lib/dpkg/*-old /var/log/* /root/.cache /tmp/*
 COPY --from=build /opt/cni-render /opt/cni-render
+
+FROM scratch
+COPY --from=runtime / /
 ENV PATH=/opt/cni-render/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     CNI_RENDER_SHIM=/opt/cni-render/shim/cni-render
