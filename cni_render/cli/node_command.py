@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from cni_render.node.agent import Agent
     from cni_render.node.cluster import Cluster
 
-    return Agent(paths, Cluster(paths.namespace)).run()
+    return Agent(paths, Cluster(paths.namespace, reporter=paths.node_name)).run()
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str]:

@@ -33,7 +33,9 @@ OnEvent = Callable[[str, dict[str, Any]], None]
 
 
 class Cluster:
-    def __init__(self, namespace: str, log: TextIO = sys.stderr, api: Api | None = None):
+    def __init__(self, namespace: str, log: TextIO = sys.stderr, api: Api | None = None, reporter: str = ""):
+        """``reporter``: the node this agent runs on, named as the Events' source
+        (an agent posts Events on other Nodes too: a refused pod CIDR)."""
         if api is None:
             try:
                 api = Api(in_cluster())
@@ -42,6 +44,7 @@ class Cluster:
         self.api = api
         self.namespace = namespace
         self.log = log
+        self.reporter = reporter
 
     def list_nodes(self) -> list[dict[str, Any]]:
         return list(self.api.get("/api/v1/nodes", timeout=REQUEST_TIMEOUT).get("items") or [])
@@ -134,9 +137,9 @@ class Cluster:
             "reason": reason,
             "message": message[:1024],
             "type": "Warning" if warning else "Normal",
-            "source": {"component": "cni-render", "host": metadata.get("name")},
+            "source": {"component": "cni-render", "host": self.reporter or metadata.get("name")},
             "reportingComponent": "cni-render",
-            "reportingInstance": metadata.get("name"),
+            "reportingInstance": self.reporter or metadata.get("name"),
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,

@@ -316,3 +316,11 @@ def test_tls_refuses_a_server_the_ca_did_not_sign(serve, certificate, tmp_path):
     )
     with pytest.raises(ssl.SSLCertVerificationError):
         Api(from_kubeconfig(str(kubeconfig))).get("/api/v1/nodes", timeout=(2, 2))
+
+
+def test_an_event_on_another_node_names_the_reporting_node_as_its_source(serve):
+    server = serve({"POST /api/v1/namespaces/default/events": [(201, {"metadata": {"name": "cni-render.x"}})]})
+    Cluster("kube-system", api=plain(server), reporter="node1").node_event(node("evil", "1"), "PodCIDRRefused", "m")
+    (_, _, _, _, body), = server.requests
+    assert body["involvedObject"]["name"] == "evil"
+    assert body["source"] == {"component": "cni-render", "host": "node1"} and body["reportingInstance"] == "node1"
