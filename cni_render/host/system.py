@@ -447,7 +447,7 @@ def link_aliases() -> dict[str, str]:
 
 def default_route_mtu(fallback: int = 1500) -> int:
     """MTU of the interface holding the node's default route (IPv4 first), else ``fallback``."""
-    if _uplink_mtu is not None and _uplink_mtu.pid == os.getpid():
+    if _uplink_mtu is not None and _uplink_mtu.serves_here():
         return _uplink_mtu.get(fallback)
     return _read_uplink(fallback)[0]
 
@@ -481,10 +481,16 @@ class UplinkMtu:
         from cni_render.host.netlink import Changes
 
         self.pid = os.getpid()
+        self.netns = _netns_identity()
         self.lock = threading.Lock()
-        self.changes = Changes()  # bound to this process's namespace: the node's
+        self.changes = Changes()  # bound to the namespace it is opened in: the node's
         self.known: tuple[int, int | None] | None = None
         self.reads = 0
+
+    def serves_here(self) -> bool:
+        """Only in the process and network namespace it was made in: a call
+        from another namespace (a forked child, a test's node) reads its own."""
+        return self.pid == os.getpid() and self.netns == _netns_identity()
 
     def get(self, fallback: int) -> int:
         with self.lock:
@@ -497,6 +503,11 @@ class UplinkMtu:
 
 
 _uplink_mtu: UplinkMtu | None = None
+
+
+def _netns_identity() -> tuple[int, int]:
+    st = os.stat("/proc/thread-self/ns/net")
+    return st.st_dev, st.st_ino
 
 
 def keep_uplink_mtu() -> UplinkMtu:

@@ -63,3 +63,20 @@ def test_without_the_daemon_every_call_reads_the_uplink(plain_node):
     plain_node.exec(["ip", "route", "add", "default", "via", "192.0.2.1", "dev", "uplink"])
     probe = "from cni_render.host import system; print(system.default_route_mtu())"
     assert plain_node.exec([sys.executable, "-c", probe]).stdout.strip() == "1450"
+
+
+def test_a_kept_uplink_mtu_serves_only_its_own_namespace(plain_node):
+    """A process that keeps the MTU of one namespace (a worker: the node's) and
+    is asked from another (a thread in a pod's, a test's node) reads that one."""
+    from cni_render.host import system
+
+    add_uplink(plain_node, 1380)
+    plain_node.exec(["ip", "addr", "add", "192.0.2.10/24", "dev", "uplink"])
+    plain_node.exec(["ip", "route", "add", "default", "via", "192.0.2.1", "dev", "uplink"])
+    kept = system.keep_uplink_mtu()  # this process's own namespace
+    try:
+        with system.in_netns(plain_node.netns):
+            assert system.default_route_mtu() == 1380
+        assert kept.reads <= 1
+    finally:
+        system._uplink_mtu = None
