@@ -21,8 +21,7 @@ import subprocess
 import time
 from typing import Any
 
-from test_operators import OVERRIDE, QLEN, one_new_event_per_node, set_templates, uids
-
+from agent_state import OVERRIDE, QLEN, agent_restarts, one_new_event_per_node, set_templates, uids
 from cluster import (
     NAMESPACE,
     REPO,
@@ -78,15 +77,6 @@ def changes(node: str, before: dict[str, str], now: dict[str, str]) -> list[str]
     return [f"{node} {what}:\n" + "\n".join(difflib.unified_diff(before[what].splitlines(), now[what].splitlines(),
                                                                  "before", "now", lineterm=""))
             for what in before if now[what] != before[what]]
-
-
-def agent_restarts() -> dict[str, int]:
-    """Container restarts of the DaemonSet's pod on each node."""
-    selector = kube_json("-n", "kube-system", "get", "daemonset", "cni-render")["spec"]["selector"]["matchLabels"]
-    labels = ",".join(f"{key}={value}" for key, value in selector.items())
-    pods = kube_json("-n", "kube-system", "get", "pods", "-l", labels)["items"]
-    return {p["spec"]["nodeName"]: sum(s.get("restartCount", 0) for s in p["status"].get("containerStatuses", []))
-            for p in pods}
 
 
 def node_ends(node: str) -> set[str]:

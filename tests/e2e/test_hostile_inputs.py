@@ -12,6 +12,7 @@ import json
 import time
 from typing import Any
 
+from agent_state import agent_pod_on, restarts
 from cluster import (
     NAMESPACE,
     apply,
@@ -28,9 +29,8 @@ from cluster import (
     unique,
     wait_running,
 )
-
-ROUTE_PROTOCOL = "245"
-TABLE = "cni-render-node"
+from cni_render.node.masquerade import TABLE as MASQUERADE_TABLE
+from node_state import agent_routes
 
 
 def default_routes(node: str) -> list[dict[str, Any]]:
@@ -42,7 +42,7 @@ def default_routes(node: str) -> list[dict[str, Any]]:
 
 def masquerade_exempt(node: str) -> list[str]:
     """The cluster CIDRs the node's masquerade table leaves alone (both families)."""
-    table = json.loads(on_node(node, "nft", "-j", "list", "table", "inet", TABLE))["nftables"]
+    table = json.loads(on_node(node, "nft", "-j", "list", "table", "inet", MASQUERADE_TABLE))["nftables"]
     exempt = []
     for entry in table:
         for element in (entry.get("set") or {}).get("elem", []):
@@ -80,8 +80,7 @@ def test_a_node_claiming_every_address_hijacks_no_route_and_turns_no_snat_off() 
         time.sleep(5)  # a round of every agent after the refusal
         for member in real:
             assert default_routes(member) == before[member], f"{member}: the default route changed"
-            ours = on_node(member, "ip", "route", "show", "proto", ROUTE_PROTOCOL) + on_node(
-                member, "ip", "-6", "route", "show", "proto", ROUTE_PROTOCOL)
+            ours = agent_routes(member)
             assert "default" not in ours and "0.0.0.0/0" not in ours and "::/0" not in ours, ours
             exempt = masquerade_exempt(member)
             assert "0.0.0.0/0" not in exempt and "::/0" not in exempt, exempt
@@ -164,18 +163,6 @@ while time.monotonic() < end:
     time.sleep(0.5)
 print("opened", opened, flush=True)
 """
-
-
-def agent_pod_on(node: str) -> dict[str, Any]:
-    selector = kube_json("-n", "kube-system", "get", "daemonset", "cni-render")["spec"]["selector"]["matchLabels"]
-    labels = ",".join(f"{key}={value}" for key, value in selector.items())
-    pods = kube_json("-n", "kube-system", "get", "pods", "-l", labels, "--field-selector", f"spec.nodeName={node}")
-    (pod,) = pods["items"]
-    return pod
-
-
-def restarts(pod: dict[str, Any]) -> int:
-    return sum(status.get("restartCount", 0) for status in pod["status"].get("containerStatuses", []))
 
 
 def test_idle_connections_to_the_metrics_port_cannot_get_the_agent_restarted() -> None:

@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
+from agent_state import (
+    OVERRIDE,
+    QLEN,
+    agent_pod_list,
+    node_end_txqueuelen,
+    one_new_event_per_node,
+    set_templates,
+    uids,
+)
 from cluster import (
     apply,
     delete_pods,
     eventually,
     families,
-    kube_json,
     kubectl,
     node_ip,
     node_names,
     nodes,
-    on_node,
     pod_cidrs,
     pod_ips,
     pod_manifest,
@@ -33,14 +40,7 @@ from cluster import (
 )
 from node_state import host_link_of
 
-QLEN = 4242
-OVERRIDE = '{% include "builtin/add-host.ip.j2" %}\nlink set dev {{ host.ifname }} txqueuelen ' + str(QLEN) + "\n"
 BROKEN = '{% include "builtin/add-host.ip.j2" %}\nlink set dev {{ host.ifname }\n'
-
-
-def set_templates(data: dict[str, str]) -> None:
-    patch = {"data": data} if data else {"data": None}
-    kubectl("-n", "kube-system", "patch", "configmap", "cni-render-templates", "--type=merge", "-p", json.dumps(patch))
 
 
 def qlen_of_new_pods() -> dict[str, int]:
@@ -52,29 +52,10 @@ def qlen_of_new_pods() -> dict[str, int]:
         lengths = {}
         for name, pod in pods.items():
             node = names[name]
-            link = host_link_of(node, pod_ips(pod)[0])
-            lengths[node] = json.loads(on_node(node, "ip", "-j", "link", "show", "dev", link))[0]["txqlen"]
+            lengths[node] = node_end_txqueuelen(node, pod_ips(pod)[0])
         return lengths
     finally:
         delete_pods(*names)
-
-
-def events(reason: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = kube_json("get", "events", "-A", "--field-selector", f"reason={reason}")["items"]
-    return items
-
-
-def uids(reason: str) -> set[str]:
-    return {e["metadata"]["uid"] for e in events(reason)}
-
-
-def one_new_event_per_node(reason: str, before: set[str]) -> dict[str, dict[str, Any]]:
-    """The Events of ``reason`` posted since ``before`` (their UIDs), by node;
-    every node's, or an AssertionError naming the nodes still missing."""
-    fresh = {e["involvedObject"]["name"]: e for e in events(reason) if e["metadata"]["uid"] not in before}
-    missing = set(node_names()) - set(fresh)
-    assert not missing, f"no new {reason} Event from {sorted(missing)} yet"
-    return fresh
 
 
 @pytest.fixture
@@ -109,10 +90,7 @@ def test_an_override_reaches_new_pods_on_every_node_and_a_broken_one_is_refused(
 
 def agent_pods() -> dict[str, str]:
     """The DaemonSet's pod on each node, by node name."""
-    selector = kube_json("-n", "kube-system", "get", "daemonset", "cni-render")["spec"]["selector"]["matchLabels"]
-    labels = ",".join(f"{key}={value}" for key, value in selector.items())
-    pods = kube_json("-n", "kube-system", "get", "pods", "-l", labels)["items"]
-    return {p["spec"]["nodeName"]: p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"}
+    return {p["spec"]["nodeName"]: p["metadata"]["name"] for p in agent_pod_list() if p["status"].get("phase") == "Running"}
 
 
 def agent(node: str, *args: str) -> str:

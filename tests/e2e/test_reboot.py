@@ -6,9 +6,17 @@ datapath, never the built-in one."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from agent_state import (
+    OVERRIDE,
+    QLEN,
+    node_end_txqueuelen,
+    one_new_event_per_node,
+    restarts,
+    set_templates,
+    uids,
+)
 from cluster import (
     NAMESPACE,
     REPO,
@@ -17,36 +25,12 @@ from cluster import (
     kube_json,
     kubectl,
     node_names,
-    on_node,
     pod_ips,
     pod_manifest,
     run,
     unique,
     wait_running,
 )
-from node_state import host_link_of
-
-QLEN = 4343
-OVERRIDE = '{% include "builtin/add-host.ip.j2" %}\nlink set dev {{ host.ifname }} txqueuelen ' + str(QLEN) + "\n"
-
-
-def set_templates(data: dict[str, str] | None) -> None:
-    kubectl("-n", "kube-system", "patch", "configmap", "cni-render-templates", "--type=merge",
-            "-p", json.dumps({"data": data or None}))
-
-
-def reloads() -> set[str]:
-    found = kube_json("get", "events", "-A", "--field-selector", "reason=TemplatesReloaded")["items"]
-    return {e["metadata"]["uid"] for e in found if "(1 files)" in e["message"]}
-
-
-def txqueuelen(node: str, pod: dict[str, Any]) -> int:
-    link = host_link_of(node, pod_ips(pod)[0])
-    return int(json.loads(on_node(node, "ip", "-j", "link", "show", "dev", link))[0]["txqlen"])
-
-
-def restarts(pod: dict[str, Any]) -> int:
-    return sum(s.get("restartCount", 0) for s in pod["status"].get("containerStatuses", []))
 
 
 def agent_ready_everywhere() -> bool:
@@ -57,19 +41,15 @@ def agent_ready_everywhere() -> bool:
 
 def test_a_rebooted_node_keeps_the_operators_datapath() -> None:
     node = node_names()[-1]
-    before = reloads()
+    before = uids("TemplatesReloaded")
     set_templates({"add-host.ip.j2": OVERRIDE})
     names = [unique("boot") for _ in range(4)]
     try:
-        def loaded_everywhere() -> bool:
-            fresh = len(reloads() - before)
-            assert fresh >= len(node_names()), f"{fresh} of {len(node_names())} nodes loaded the override"
-            return True
-
-        eventually("every node to load the override", loaded_everywhere, timeout=90)
+        eventually("every node to load the override",
+                   lambda: one_new_event_per_node("TemplatesReloaded", before), timeout=90)
         apply([pod_manifest(name, node) for name in names])
         pods = wait_running(names)
-        assert {txqueuelen(node, pod) for pod in pods.values()} == {QLEN}
+        assert {node_end_txqueuelen(node, pod_ips(pod)[0]) for pod in pods.values()} == {QLEN}
         restarted_before = {name: restarts(pod) for name, pod in pods.items()}
 
         run([str(REPO / "cluster" / "reboot-node.sh"), node], timeout=300)
@@ -82,13 +62,13 @@ def test_a_rebooted_node_keeps_the_operators_datapath() -> None:
 
         again = eventually(f"the pods on {node} to start again after the reboot", started_again, timeout=240,
                            interval=5)
-        lengths = {name: txqueuelen(node, pod) for name, pod in again.items()}
+        lengths = {name: node_end_txqueuelen(node, pod_ips(pod)[0]) for name, pod in again.items()}
         assert set(lengths.values()) == {QLEN}, f"pods started after the reboot without the override: {lengths}"
 
         later = unique("after-boot")
         apply(pod_manifest(later, node))
         names.append(later)
-        assert txqueuelen(node, wait_running([later])[later]) == QLEN
+        assert node_end_txqueuelen(node, pod_ips(wait_running([later])[later])[0]) == QLEN
     finally:
         set_templates(None)
         kubectl("-n", NAMESPACE, "delete", "pod", *names, "--ignore-not-found", "--wait=true", "--timeout=120s",
